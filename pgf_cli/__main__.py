@@ -1,0 +1,5 @@
+"""`python -m pgf` runs the command-line interface."""
+
+from pgf.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command-line interface (Typer): parsing, progress bars, clear errors. Thin."""

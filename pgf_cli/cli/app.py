@@ -1,0 +1,105 @@
+"""The `pgf` command."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import pgf
+from pgf.cli.errors import Settings, run_guarded
+from pgf.cli.progress import RichReporter
+from pgf.engine.registry import DEFAULT_ENGINE, ENGINES
+from pgf.io.writers import FORMATS
+from pgf.models.registry import BUILTIN
+from pgf.models.targets import TARGET_HELP
+from pgf.workflows.attribute import DTYPES, AttributeRequest, run_attribute
+from pgf.workflows.methods import DEFAULT_METHOD, METHODS
+
+app = typer.Typer(
+    name="pgf",
+    help="Exact per-base input sensitivities of selective state-space DNA models (Phase Gradient Flow).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+Method = Enum("Method", {name: name for name in METHODS}, type=str)
+EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)
+Device = Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, type=str)
+Format = Enum("Format", {name: name for name in FORMATS}, type=str)
+DType = Enum("DType", {name: name for name in DTYPES}, type=str)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pgf {pgf.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    Settings.debug = debug
+
+
+METHOD_HELP = (
+    "Per-base score from the gradient g: 'gradient' = L2 norm of g over the 4 bases; "
+    "'input-x-gradient' = g at the observed base; 'hypothetical' = g minus its mean over bases, "
+    "at the observed base; 'taylor-ism' = mean |g(alt) - g(ref)| over the 3 alternatives (all 3 stored in .h5). "
+    "N/IUPAC positions get no score."
+)
+
+
+@app.command()
+def attribute(
+    fasta: Path = typer.Argument(..., help="Reference FASTA (plain or bgzip); its .fai is built if missing."),
+    region: list[str] = typer.Option(
+        [], "--region", "-r", help="Region CHROM:START-END, 1-based inclusive, commas allowed; or a whole CHROM. Repeatable."
+    ),
+    regions: Optional[Path] = typer.Option(None, "--regions", help="BED file of regions (0-based half-open, optional name column)."),
+    model: str = typer.Option(BUILTIN, "--model", "-m", help="'builtin', 'random-test' (untrained, for smoke tests) or a checkpoint directory."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+    method: Method = typer.Option(DEFAULT_METHOD, "--method", help=METHOD_HELP),
+    engine: EngineName = typer.Option(DEFAULT_ENGINE, "--engine", help="'autograd' (plain reverse mode) or 'pgf' (tiled adjoint; not yet in this version)."),
+    device: Device = typer.Option("auto", "--device", help="Where to compute; auto = CUDA when available."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=1, help="Tile length in positions for tiled engines."),
+    dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype of weights and activations."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="Output format, when the suffix does not say."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary lines."),
+) -> None:
+    """Per-base sensitivities of a model's target to every base of the given regions."""
+    request = AttributeRequest(
+        fasta=fasta,
+        output=output,
+        regions=list(region),
+        bed=regions,
+        model=model,
+        target=target,
+        method=method.value,
+        engine=engine.value,
+        device=device.value,
+        tile=tile,
+        dtype=dtype.value,
+        fmt=fmt.value if fmt is not None else None,
+        force=force,
+    )
+
+    def work() -> None:
+        with RichReporter(quiet=quiet) as reporter:
+            summaries = run_attribute(request, reporter)
+            total = sum(len(s.region) for s in summaries)
+            reporter.info(f"wrote {output} ({len(summaries)} region{'s' if len(summaries) != 1 else ''}, {total:,} bp)")
+
+    run_guarded(work)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,78 @@
+"""Rich progress bars and summary lines for workflows (a `Reporter`)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from pgf.engine.base import Progress as EngineProgress
+from pgf.io.regions import Region
+from pgf.workflows.attribute import RegionSummary
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def summary_line(summary: RegionSummary) -> str:
+    region = summary.region
+    label = region.to_string(commas=True) + (f" ({region.name})" if region.name else "")
+    masked = f", {summary.masked_bases:,} masked" if summary.masked_bases else ""
+    return (
+        f"{label}  {len(region):,} bp{masked}  {summary.seconds:.2f} s  "
+        f"{summary.memory_kind} {format_bytes(summary.peak_memory_bytes)}  target {summary.target_value:.6g}"
+    )
+
+
+class RichReporter:
+    """Draws one bar per region on stderr and prints a summary line when it ends."""
+
+    def __init__(self, quiet: bool = False):
+        self.console = Console(stderr=True, soft_wrap=True, highlight=False)
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=quiet,
+        )
+        self._task = None
+
+    def __enter__(self) -> "RichReporter":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"WARNING: {message}", style="bold yellow", markup=False)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, markup=False)
+
+    def region_started(self, region: Region, index: int, count: int) -> EngineProgress:
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+        description = f"[{index + 1}/{count}] {region.to_string(commas=True)}"
+        task = self.progress.add_task(description, total=None)
+        self._task = task
+
+        def update(done: int, total: int) -> None:
+            self.progress.update(task, completed=done, total=total)
+
+        return update
+
+    def region_finished(self, summary: RegionSummary) -> None:
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+            self._task = None
+        self.info(summary_line(summary))

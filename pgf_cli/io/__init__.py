@@ -1,0 +1,1 @@
+"""Genome input (FASTA, regions, one-hot) and track output (HDF5, bedGraph, bigWig)."""

@@ -1,0 +1,229 @@
+"""Track writers (HDF5, bedGraph, bigWig), chosen by output suffix or --format.
+
+Every writer writes into a temporary file and renames it on `commit()`;
+used as a context manager it commits on success and removes the temporary
+file on any error, so no half-written output is ever left.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyBigWig
+
+from pgf.errors import OutputError
+from pgf.io.atomic import AtomicOutput
+from pgf.io.tracks import AttributionTrack, RunMetadata, value_runs
+
+SUFFIX_FORMATS = {
+    ".h5": "h5",
+    ".hdf5": "h5",
+    ".bedgraph": "bedgraph",
+    ".bg": "bedgraph",
+    ".bw": "bigwig",
+    ".bigwig": "bigwig",
+}
+FORMATS = ("h5", "bedgraph", "bigwig")
+
+
+def resolve_format(path: str | Path, fmt: str | None = None) -> str:
+    """The output format: `fmt` when given, else from the file suffix."""
+    if fmt is not None:
+        key = fmt.lower()
+        if key not in FORMATS:
+            raise OutputError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+        return key
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIX_FORMATS:
+        raise OutputError(
+            f"cannot tell the output format from {str(path)!r}; use a suffix "
+            f"({', '.join(SUFFIX_FORMATS)}) or --format {'|'.join(FORMATS)}"
+        )
+    return SUFFIX_FORMATS[suffix]
+
+
+def hdf5_group_name(track: AttributionTrack) -> str:
+    """The HDF5 group of a region: its 1-based coordinates, e.g. `chr1:1000001-1131072`."""
+    return track.region.to_string().replace("/", "%2F")
+
+
+class TrackWriter(ABC):
+    """Collects per-region tracks and writes one output file atomically."""
+
+    def __init__(self, path: str | Path, metadata: RunMetadata, chrom_sizes: Mapping[str, int], force: bool = False):
+        self.metadata = metadata
+        self.chrom_sizes = dict(chrom_sizes)
+        self.output = AtomicOutput(path, force=force)
+
+    @abstractmethod
+    def add(self, track: AttributionTrack) -> None:
+        """Add one region's track."""
+
+    def _finish(self) -> None:
+        """Write whatever was buffered into the temporary file and close it."""
+
+    def _close_quietly(self) -> None:
+        """Release open handles after a failure."""
+
+    def commit(self) -> None:
+        self._finish()
+        self.output.commit()
+
+    def abort(self) -> None:
+        try:
+            self._close_quietly()
+        finally:
+            self.output.abort()
+
+    def __enter__(self) -> "TrackWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+
+
+class HDF5Writer(TrackWriter):
+    """One group per region, named by its 1-based coordinates; see the README for the layout."""
+
+    def __init__(self, path, metadata, chrom_sizes, force=False):
+        super().__init__(path, metadata, chrom_sizes, force)
+        try:
+            self._file = h5py.File(self.output.temp_path, "w")
+        except OSError as exc:
+            self.output.abort()
+            raise OutputError(f"cannot create HDF5 file for {self.output.path}: {exc}") from None
+        for key, value in metadata.attributes().items():
+            self._file.attrs[key] = value
+
+    def add(self, track: AttributionTrack) -> None:
+        name = hdf5_group_name(track)
+        if name in self._file:
+            raise OutputError(f"region {track.region} appears twice; one HDF5 group per region")
+        group = self._file.create_group(name)
+        region = track.region
+        group.attrs["chrom"] = region.chrom
+        group.attrs["start"] = region.start
+        group.attrs["end"] = region.end
+        if region.name is not None:
+            group.attrs["name"] = region.name
+        group.attrs["target_value"] = track.target_value
+        for key, value in self.metadata.attributes().items():
+            group.attrs[key] = value
+        options = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if len(region) > 0 else {}
+        group.create_dataset("gradient", data=np.asarray(track.gradient, dtype=np.float32), **options)
+        group.create_dataset("score", data=np.asarray(track.score, dtype=np.float32), **options)
+        group.create_dataset("onehot", data=np.asarray(track.onehot, dtype=np.uint8), **options)
+        for key, values in track.extras.items():
+            dataset = group.create_dataset(key, data=values, **options)
+            for attr, value in track.extra_attributes.get(key, {}).items():
+                dataset.attrs[attr] = value
+
+    def _finish(self) -> None:
+        self._file.close()
+
+    def _close_quietly(self) -> None:
+        try:
+            self._file.close()
+        except Exception:
+            pass
+
+
+class _IntervalWriter(TrackWriter):
+    """Buffers per-region scores and writes them sorted by FASTA order and position."""
+
+    def __init__(self, path, metadata, chrom_sizes, force=False):
+        super().__init__(path, metadata, chrom_sizes, force)
+        self._tracks: list[tuple[str, int, np.ndarray]] = []
+
+    def add(self, track: AttributionTrack) -> None:
+        region = track.region
+        for chrom, start, score in self._tracks:
+            if chrom == region.chrom and start < region.end and region.start < start + score.size:
+                raise OutputError(
+                    f"region {region} overlaps another region; a {self.format_label} track holds one value "
+                    "per base (write overlapping regions to .h5)"
+                )
+        self._tracks.append((region.chrom, region.start, np.asarray(track.score, dtype=np.float32)))
+
+    def sorted_tracks(self) -> list[tuple[str, int, np.ndarray]]:
+        order = {chrom: index for index, chrom in enumerate(self.chrom_sizes)}
+        return sorted(self._tracks, key=lambda item: (order[item[0]], item[1]))
+
+    @property
+    def track_name(self) -> str:
+        return f"pgf {self.metadata.method}"
+
+    @property
+    def track_description(self) -> str:
+        meta = self.metadata
+        return f"pgf {meta.tool_version} {meta.method} of {meta.target}, model {meta.model_id}"
+
+    format_label = "interval"
+
+
+class BedGraphWriter(_IntervalWriter):
+    """`track type=bedGraph` line, then `chrom start end value` (0-based half-open), sorted;
+    equal neighbouring values are merged; masked (NaN) positions are omitted."""
+
+    format_label = "bedGraph"
+
+    def _finish(self) -> None:
+        with open(self.output.temp_path, "w") as handle:
+            handle.write(
+                f'track type=bedGraph name="{self.track_name}" description="{self.track_description}"\n'
+            )
+            for chrom, offset, score in self.sorted_tracks():
+                starts, ends, values = value_runs(score)
+                handle.writelines(
+                    f"{chrom}\t{offset + s}\t{offset + e}\t{v:.9g}\n"
+                    for s, e, v in zip(starts.tolist(), ends.tolist(), values.tolist())
+                )
+
+
+class BigWigWriter(_IntervalWriter):
+    """bigWig through pyBigWig; the header lists every sequence of the FASTA index."""
+
+    format_label = "bigWig"
+
+    def _finish(self) -> None:
+        handle = pyBigWig.open(str(self.output.temp_path), "w")
+        if handle is None:
+            raise OutputError(f"pyBigWig cannot create {self.output.path}")
+        try:
+            handle.addHeader(list(self.chrom_sizes.items()))
+            for chrom, offset, score in self.sorted_tracks():
+                starts, ends, values = value_runs(score)
+                if starts.size:
+                    handle.addEntries(
+                        [chrom] * starts.size,
+                        (starts + offset).tolist(),
+                        ends=(ends + offset).tolist(),
+                        values=values.astype(np.float64).tolist(),
+                    )
+        finally:
+            handle.close()
+
+
+WRITERS: dict[str, type[TrackWriter]] = {"h5": HDF5Writer, "bedgraph": BedGraphWriter, "bigwig": BigWigWriter}
+
+
+def open_writer(
+    path: str | Path,
+    fmt: str,
+    metadata: RunMetadata,
+    chrom_sizes: Mapping[str, int],
+    force: bool = False,
+) -> TrackWriter:
+    """A writer for `fmt` whose temporary output already exists (so bad paths fail early)."""
+    return WRITERS[fmt](path, metadata, chrom_sizes, force=force)

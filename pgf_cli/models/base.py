@@ -1,0 +1,47 @@
+"""What the rest of pgf needs from a model, whatever its architecture or format.
+
+A `SequenceModel` takes a one-hot batch (b, L, 4) (columns A C G T, all-zero
+rows for N) as a float tensor, so that d f / d onehot is defined, and returns
+a dict of named per-position outputs, each (b, L, channels). Targets (what to
+differentiate) are defined on those outputs in `pgf.models.targets`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Identity and facts of a loaded model, shown to users and stored in outputs."""
+
+    model_id: str
+    architecture: str
+    checksum: str  # sha256 of the parameters (see pgf.models.checksum)
+    trained: bool
+    n_parameters: int
+    context_length: int | None  # trained context in bp, None when not applicable
+    note: str = ""
+
+
+class SequenceModel(nn.Module, ABC):
+    """Base class of every model pgf runs.
+
+    Subclasses set `output_channels` (output name -> channel names, the first
+    output being the default) and `default_target` (a target spec string).
+    """
+
+    output_channels: dict[str, list[str]]
+    default_target: str = "sum"
+
+    @abstractmethod
+    def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Map a one-hot batch (b, L, 4) to named outputs, each (b, L, channels)."""
+
+    @property
+    def default_output(self) -> str:
+        return next(iter(self.output_channels))

@@ -1,0 +1,93 @@
+"""Targets: the scalar f whose gradient with respect to the one-hot input is computed.
+
+Every target is a sum of per-position contributions, so any engine (whole
+sequence or tile by tile) computes the same f:
+
+    sum[:CHANNEL]            sum of one output channel over the region
+    position:P[:CHANNEL]     that channel's output at genome position P (1-based)
+
+CHANNEL is a channel name or a 0-based index into the model's default output;
+it defaults to the first channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from pgf.errors import TargetError
+from pgf.models.base import SequenceModel
+
+TARGET_HELP = (
+    "What to differentiate. 'sum[:CHANNEL]': the sum of one output channel over the region; "
+    "'position:P[:CHANNEL]': that channel at genome position P (1-based, inside the region). "
+    "CHANNEL is a name or 0-based index (default: the first). Default: the model's own default."
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed target; `spec` is its canonical text (stored in outputs)."""
+
+    kind: str  # "sum" | "position"
+    output: str
+    channel: int
+    channel_name: str
+    position: int | None = None  # 0-based genome coordinate for kind "position"
+
+    @property
+    def spec(self) -> str:
+        if self.kind == "position":
+            return f"position:{self.position + 1}:{self.channel_name}"
+        return f"sum:{self.channel_name}"
+
+    def check_region(self, chrom_start: int, chrom_end: int, label: str) -> None:
+        """Raise `TargetError` when the target cannot be evaluated on this region."""
+        if self.kind == "position" and not (chrom_start <= self.position < chrom_end):
+            raise TargetError(f"target position {self.position + 1:,} lies outside region {label}")
+
+    def contributions(
+        self, outputs: dict[str, torch.Tensor], region_starts: Sequence[int]
+    ) -> torch.Tensor:
+        """Per-position contributions (b, L) whose sum over L is f for each batch row."""
+        values = outputs[self.output][..., self.channel]
+        if self.kind == "sum":
+            return values
+        mask = torch.zeros_like(values)
+        for row, start in enumerate(region_starts):
+            mask[row, self.position - start] = 1.0
+        return values * mask
+
+
+def _resolve_channel(model: SequenceModel, text: str | None, spec: str) -> tuple[str, int, str]:
+    output = model.default_output
+    names = model.output_channels[output]
+    if text is None or text == "":
+        return output, 0, names[0]
+    if text in names:
+        return output, names.index(text), text
+    if text.isdigit() and int(text) < len(names):
+        return output, int(text), names[int(text)]
+    raise TargetError(
+        f"target {spec!r}: unknown channel {text!r}; the model's {output!r} output has channels "
+        + ", ".join(f"{i}:{n}" for i, n in enumerate(names))
+    )
+
+
+def parse_target(spec: str | None, model: SequenceModel) -> Target:
+    """Parse a target spec (None: the model's default) against the model's outputs."""
+    text = (spec if spec is not None else model.default_target).strip()
+    kind, _, rest = text.partition(":")
+    if kind == "sum":
+        output, channel, name = _resolve_channel(model, rest or None, text)
+        return Target("sum", output, channel, name)
+    if kind == "position":
+        position_text, _, channel_text = rest.partition(":")
+        cleaned = position_text.replace(",", "")
+        if not cleaned.isdigit() or int(cleaned) < 1:
+            raise TargetError(f"target {text!r}: expected position:P with P a 1-based genome position")
+        output, channel, name = _resolve_channel(model, channel_text or None, text)
+        return Target("position", output, channel, name, position=int(cleaned) - 1)
+    raise TargetError(f"unknown target {text!r}; expected sum[:CHANNEL] or position:P[:CHANNEL]")

@@ -1,0 +1,104 @@
+"""pgf's own model format: a (Bi)Mamba stack with a per-position regression head.
+
+onehot (b, L, 4) -> linear embedding -> n_layer [add, RMSNorm, mixer] blocks
+-> add, norm_f -> linear head -> {"track": (b, L, channels)}.
+An N (all-zero one-hot row) embeds as the zero vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from pgf.models.base import SequenceModel
+from pgf.models.mamba import BiMambaMixer, MambaMixer
+
+MODEL_TYPE = "pgf-track-ssm"
+
+
+@dataclass(frozen=True)
+class TrackSSMConfig:
+    """config.json of a pgf-track-ssm checkpoint (key `model_type` = "pgf-track-ssm")."""
+
+    d_model: int = 16
+    n_layer: int = 2
+    d_state: int = 8
+    d_conv: int = 4
+    expand: int = 2
+    bidirectional: bool = True
+    bidirectional_strategy: str = "add"
+    bidirectional_weight_tie: bool = True
+    norm_epsilon: float = 1e-5
+    channels: tuple[str, ...] = ("signal",)
+    context_length: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrackSSMConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"model_type"})
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        values = {k: v for k, v in data.items() if k in known}
+        if "channels" in values:
+            values["channels"] = tuple(values["channels"])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["channels"] = list(self.channels)
+        return {"model_type": MODEL_TYPE, **data}
+
+
+class TrackBlock(nn.Module):
+    """Mamba block without MLP: residual = h + residual; h = mixer(RMSNorm(residual))."""
+
+    def __init__(self, config: TrackSSMConfig):
+        super().__init__()
+        mixer_kwargs = dict(d_state=config.d_state, d_conv=config.d_conv, expand=config.expand)
+        if config.bidirectional:
+            self.mixer = BiMambaMixer(
+                config.d_model,
+                strategy=config.bidirectional_strategy,
+                weight_tie=config.bidirectional_weight_tie,
+                **mixer_kwargs,
+            )
+        else:
+            self.mixer = MambaMixer(config.d_model, **mixer_kwargs)
+        self.norm = nn.RMSNorm(config.d_model, eps=config.norm_epsilon)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        residual = hidden if residual is None else hidden + residual
+        return self.mixer(self.norm(residual)), residual
+
+
+class TrackSSM(SequenceModel):
+    """pgf-track-ssm: see the module docstring."""
+
+    def __init__(self, config: TrackSSMConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Linear(4, config.d_model, bias=False)
+        self.layers = nn.ModuleList(TrackBlock(config) for _ in range(config.n_layer))
+        self.norm_f = nn.RMSNorm(config.d_model, eps=config.norm_epsilon)
+        self.head = nn.Linear(config.d_model, len(config.channels))
+        self.output_channels = {"track": list(config.channels)}
+        self.default_target = "sum"
+
+    def tied_parameter_names(self) -> dict[str, str]:
+        """Alias -> source of parameters stored once in a checkpoint."""
+        tied = {}
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer.mixer, BiMambaMixer):
+                prefix = f"layers.{index}.mixer."
+                tied.update({prefix + a: prefix + s for a, s in layer.mixer.tied_parameter_names().items()})
+        return tied
+
+    def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.embedding(onehot)
+        residual = None
+        for layer in self.layers:
+            hidden, residual = layer(hidden, residual)
+        hidden = self.norm_f(hidden if residual is None else hidden + residual)
+        return {"track": self.head(hidden)}

@@ -1,0 +1,1 @@
+"""Workflows tie genome input, models, engines and writers together (no UI code here)."""

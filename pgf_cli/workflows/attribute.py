@@ -1,0 +1,195 @@
+"""`pgf attribute`: regions of a FASTA -> model -> engine -> per-base scores -> track file."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+import pgf
+from pgf.engine.base import Progress
+from pgf.engine.registry import DEFAULT_ENGINE, get_engine
+from pgf.errors import OutputError, PgfUserError
+from pgf.io.atomic import check_output_path
+from pgf.io.genome import Genome
+from pgf.io.onehot import one_hot
+from pgf.io.regions import Region, find_overlap, parse_region, read_bed
+from pgf.io.tracks import AttributionTrack, RunMetadata
+from pgf.io.writers import open_writer, resolve_format
+from pgf.models.registry import BUILTIN, load_model
+from pgf.models.targets import parse_target
+from pgf.workflows.methods import DEFAULT_METHOD, METHODS, score_gradient
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class AttributeRequest:
+    """Everything `pgf attribute` was asked to do."""
+
+    fasta: Path
+    output: Path
+    regions: list[str] = field(default_factory=list)
+    bed: Path | None = None
+    model: str = BUILTIN
+    target: str | None = None
+    method: str = DEFAULT_METHOD
+    engine: str = DEFAULT_ENGINE
+    device: str = "auto"
+    tile: int | None = None
+    dtype: str = "float32"
+    fmt: str | None = None
+    force: bool = False
+
+
+@dataclass
+class RegionSummary:
+    region: Region
+    seconds: float
+    peak_memory_bytes: int
+    memory_kind: str  # "peak RSS" (process, CPU) or "peak CUDA" (this region)
+    target_value: float
+    masked_bases: int
+
+
+class Reporter(Protocol):
+    """How a workflow talks to its user interface (the CLI draws progress bars)."""
+
+    def warn(self, message: str) -> None: ...
+
+    def region_started(self, region: Region, index: int, count: int) -> Progress: ...
+
+    def region_finished(self, summary: RegionSummary) -> None: ...
+
+
+class SilentReporter:
+    """A reporter that says nothing (library use, tests)."""
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def region_started(self, region: Region, index: int, count: int) -> Progress:
+        return lambda done, total: None
+
+    def region_finished(self, summary: RegionSummary) -> None:
+        pass
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when available; asking for CUDA without it is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PgfUserError("--device cuda was requested but no CUDA device is available (is a CUDA build of torch installed?)")
+    if name not in ("cpu", "cuda"):
+        raise PgfUserError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def resolve_regions(genome: Genome, specs: list[str], bed: Path | None) -> list[Region]:
+    regions = [parse_region(spec, genome.chrom_sizes) for spec in specs]
+    if bed is not None:
+        regions += read_bed(bed, genome.chrom_sizes)
+    if not regions:
+        raise PgfUserError("no region given: use --region CHROM:START-END (repeatable) or --regions FILE.bed")
+    return regions
+
+
+def _check_regions_fit_format(regions: list[Region], fmt: str) -> None:
+    if fmt == "h5":
+        seen = set()
+        for region in regions:
+            key = (region.chrom, region.start, region.end)
+            if key in seen:
+                raise OutputError(f"region {region} is given twice")
+            seen.add(key)
+    else:
+        overlap = find_overlap(regions)
+        if overlap:
+            raise OutputError(
+                f"regions {overlap[0]} and {overlap[1]} overlap; a {fmt} track holds one value per base "
+                "(write overlapping regions to .h5 instead)"
+            )
+
+
+def _peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "peak CUDA"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS"
+
+
+def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -> list[RegionSummary]:
+    """Run the whole job; the output appears only if every region succeeded."""
+    reporter = reporter or SilentReporter()
+    if request.method not in METHODS:
+        raise PgfUserError(f"unknown method {request.method!r}; choose one of: {', '.join(METHODS)}")
+    if request.dtype not in DTYPES:
+        raise PgfUserError(f"unknown dtype {request.dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if request.tile is not None and request.tile < 1:
+        raise PgfUserError("--tile must be a positive number of positions")
+    fmt = resolve_format(request.output, request.fmt)
+    check_output_path(request.output, request.force)
+    engine = get_engine(request.engine, request.tile)
+    device = resolve_device(request.device)
+    dtype = DTYPES[request.dtype]
+
+    with Genome(request.fasta) as genome:
+        regions = resolve_regions(genome, request.regions, request.bed)
+        _check_regions_fit_format(regions, fmt)
+        loaded = load_model(request.model, device=device, dtype=dtype)
+        if not loaded.info.trained:
+            reporter.warn(f"model {loaded.info.model_id!r} is a {loaded.info.note}")
+        target = parse_target(request.target, loaded.model)
+        for region in regions:
+            target.check_region(region.start, region.end, str(region))
+        metadata = RunMetadata(
+            method=request.method,
+            target=target.spec,
+            model_id=loaded.info.model_id,
+            model_checksum=loaded.info.checksum,
+            model_trained=loaded.info.trained,
+            engine=engine.name,
+            dtype=request.dtype,
+            tool_version=pgf.__version__,
+        )
+        summaries = []
+        with open_writer(request.output, fmt, metadata, genome.chrom_sizes, force=request.force) as writer:
+            for index, region in enumerate(regions):
+                progress = reporter.region_started(region, index, len(regions))
+                began = time.perf_counter()
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                encoded = one_hot(genome.fetch(region))
+                inputs = torch.from_numpy(encoded).to(device=device, dtype=dtype).unsqueeze(0)
+                result = engine.gradient(loaded.model, inputs, target, [region.start], progress)
+                gradient = result.gradient[0].detach().float().cpu().numpy()
+                scores = score_gradient(gradient, encoded, request.method)
+                target_value = float(result.target_value[0])
+                writer.add(
+                    AttributionTrack(
+                        region=region,
+                        onehot=encoded,
+                        gradient=gradient,
+                        score=scores.score,
+                        target_value=target_value,
+                        extras=scores.extras,
+                        extra_attributes=scores.extra_attributes,
+                    )
+                )
+                peak, kind = _peak_memory(device)
+                summary = RegionSummary(
+                    region=region,
+                    seconds=time.perf_counter() - began,
+                    peak_memory_bytes=peak,
+                    memory_kind=kind,
+                    target_value=target_value,
+                    masked_bases=int(np.sum(encoded.sum(axis=1) == 0)),
+                )
+                summaries.append(summary)
+                reporter.region_finished(summary)
+    return summaries
