@@ -1,8 +1,13 @@
 """pgf's own model format: a (Bi)Mamba stack with a per-position regression head.
 
-onehot (b, L, 4) -> linear embedding -> n_layer [add, RMSNorm, mixer] blocks
+onehot (b, L, 4) -> embedding -> n_layer [add, RMSNorm, mixer] blocks
 -> add, norm_f -> linear head -> {"track": (b, L, channels)}.
-An N (all-zero one-hot row) embeds as the zero vector.
+
+The embedding is affine, `onehot @ W.T + b`: base k embeds as W[:, k] + b and
+an N (all-zero one-hot row) as b, its own token embedding. This equals
+`onehot @ E[ACGT] + (1 - sum(onehot)) * E[N]`, so d f / d onehot is defined
+everywhere; a zero embedding for N would put RMSNorm at its 1/sqrt(eps)
+singularity and swamp the gradient.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class TrackSSM(SequenceModel):
     def __init__(self, config: TrackSSMConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Linear(4, config.d_model, bias=False)
+        self.embedding = nn.Linear(4, config.d_model, bias=True)  # bias = the N embedding
         self.layers = nn.ModuleList(TrackBlock(config) for _ in range(config.n_layer))
         self.norm_f = nn.RMSNorm(config.d_model, eps=config.norm_epsilon)
         self.head = nn.Linear(config.d_model, len(config.channels))

@@ -1,0 +1,53 @@
+"""The package installs what the repository holds, and CI runs what the README says."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_is_listed_in_pyproject():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    mapping = config["package-dir"]
+    found = set()
+    for name, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([name, *relative.parts]))
+    assert found == listed
+
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("python3 -m venv")]
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
+    commands = readme_commands()
+    assert len(commands) == 2
+    install_and_run, install_and_test = commands
+    assert "pgf attribute sample_data/genome.fa" in install_and_run
+    assert "pytest" in install_and_test
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert install_and_test in ci_lines
+
+
+def test_readme_sample_files_exist():
+    install_and_run = readme_commands()[0]
+    for path in re.findall(r"sample_data/\S+", install_and_run):
+        assert (ROOT / path).is_file(), path
+
+
+def test_kernels_install_under_their_own_name():
+    import pgf_kernels
+
+    assert Path(pgf_kernels.__file__).resolve().parent == ROOT / "kernels"
+    out = subprocess.run(
+        [sys.executable, "-c", "import pgf, sys; print('kernels' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,103 @@
+"""Targets and the autograd engine: values, parsing errors, gradients vs finite differences."""
+
+import pytest
+import torch
+
+from pgf.engine.autograd import AutogradEngine
+from pgf.engine.registry import get_engine
+from pgf.errors import PgfUserError, TargetError
+from pgf.models.registry import load_model
+from pgf.models.targets import parse_target
+from pgf.models.track_ssm import TrackSSM, TrackSSMConfig
+
+
+@pytest.fixture(scope="module")
+def two_channel_model():
+    torch.manual_seed(0)
+    return TrackSSM(TrackSSMConfig(d_model=8, n_layer=2, d_state=4, channels=("cage", "dnase"))).double().eval()
+
+
+def onehot(L, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (1, L), generator=g), 4).double()
+    x[0, 3] = 0  # an N
+    return x
+
+
+def test_parse_targets(two_channel_model):
+    m = two_channel_model
+    assert parse_target(None, m).spec == "sum:cage"
+    assert parse_target("sum", m).spec == "sum:cage"
+    assert parse_target("sum:1", m).spec == "sum:dnase"
+    assert parse_target("sum:dnase", m).channel == 1
+    target = parse_target("position:1,005:dnase", m)
+    assert (target.kind, target.position, target.channel, target.spec) == ("position", 1004, 1, "position:1005:dnase")
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("max", "unknown target 'max'"),
+        ("sum:atac", "unknown channel 'atac'"),
+        ("sum:2", "unknown channel '2'"),
+        ("position:abc", "expected position:P"),
+        ("position:0", "expected position:P"),
+        ("position:", "expected position:P"),
+    ],
+)
+def test_bad_targets(two_channel_model, spec, message):
+    with pytest.raises(TargetError) as info:
+        parse_target(spec, two_channel_model)
+    assert message in str(info.value)
+
+
+def test_position_outside_region(two_channel_model):
+    target = parse_target("position:100", two_channel_model)
+    target.check_region(99, 200, "r")  # inside: no error
+    with pytest.raises(TargetError, match="outside region r"):
+        target.check_region(100, 200, "r")
+
+
+def test_target_values(two_channel_model):
+    x = onehot(30)
+    outputs = two_channel_model(x)
+    start = 1000
+    f_sum = parse_target("sum:dnase", two_channel_model).contributions(outputs, [start]).sum()
+    torch.testing.assert_close(f_sum, outputs["track"][0, :, 1].sum())
+    f_pos = parse_target("position:1011:cage", two_channel_model).contributions(outputs, [start]).sum()
+    torch.testing.assert_close(f_pos, outputs["track"][0, 10, 0])
+
+
+@pytest.mark.parametrize("spec", ["sum", "sum:dnase", "position:1017:cage"])
+def test_autograd_gradient_matches_finite_differences(two_channel_model, spec):
+    model, x, start = two_channel_model, onehot(25, seed=1), 1000
+    target = parse_target(spec, model)
+    result = AutogradEngine().gradient(model, x, target, [start])
+    assert result.gradient.shape == (1, 25, 4)
+
+    def f(inputs):
+        return target.contributions(model(inputs), [start]).sum()
+
+    torch.testing.assert_close(result.target_value[0], f(x))
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        direction = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        eps = 1e-6
+        numeric = (f(x + eps * direction) - f(x - eps * direction)) / (2 * eps)
+        analytic = (result.gradient * direction).sum()
+        torch.testing.assert_close(analytic, numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_progress_is_reported():
+    loaded = load_model("random-test")
+    calls = []
+    AutogradEngine().gradient(loaded.model, onehot(10).float(), parse_target(None, loaded.model), [0], lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 2), (2, 2)]
+
+
+def test_engine_registry():
+    assert get_engine("autograd").name == "autograd"
+    with pytest.raises(PgfUserError, match="not part of this version"):
+        get_engine("pgf")
+    with pytest.raises(PgfUserError, match="unknown engine"):
+        get_engine("magic")
