@@ -1,4 +1,13 @@
-"""Mamba-1 mixer and its bidirectional (BiMamba) form, whole-sequence forward.
+"""Mamba-1 mixer and its bidirectional (BiMamba) form, as tile functions.
+
+A causal mixer couples positions only through a carried `MixerState` (the
+causal-conv tail and the scan state), so one tile is a pure function
+
+    forward_tile(hidden_tile, state) -> (out_tile, state')
+
+and running tiles left to right from `zero_state` equals the whole-sequence
+forward. The anti-causal (reverse) direction is the same function applied to
+the flipped sequence, i.e. tiles taken right to left in genome coordinates.
 
 Parameter names follow the mamba_ssm `Mamba` module (in_proj, conv1d, x_proj,
 dt_proj, A_log, D, out_proj) so published state dicts map one to one. The
@@ -8,12 +17,21 @@ selective scan goes through `pgf_kernels` (the PyTorch reference for now).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pgf_kernels import selective_scan_ref
+
+
+@dataclass
+class MixerState:
+    """What a causal mixer carries from one tile to the next."""
+
+    conv: torch.Tensor  # (b, E, d_conv - 1): the last conv inputs before the tile
+    ssm: torch.Tensor  # (b, E, N): the scan state, fp32 (or fp64)
 
 
 class MambaMixer(nn.Module):
@@ -56,16 +74,39 @@ class MambaMixer(nn.Module):
         dt = torch.exp(torch.rand(E) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        L = hidden.shape[1]
+    def zero_state(self, batch: int, like: torch.Tensor) -> MixerState:
+        """The state before the first position (zero conv tail, zero scan state)."""
+        state_dtype = torch.promote_types(like.dtype, torch.float32)
+        return MixerState(
+            conv=like.new_zeros(batch, self.d_inner, self.d_conv - 1),
+            ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=state_dtype, device=like.device),
+        )
+
+    def forward_tile(self, hidden: torch.Tensor, state: MixerState) -> tuple[torch.Tensor, MixerState]:
+        """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
-        x = self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2)  # causal: left padding d_conv-1
+        conv_input = torch.cat([state.conv.to(x.dtype), x.transpose(1, 2)], dim=2)  # (b, E, K-1+T)
+        x = F.conv1d(conv_input, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner).transpose(1, 2)
         x = F.silu(x)
         dt_low, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt_low))
-        A = -torch.exp(self.A_log.float())
-        y, _ = selective_scan_ref(x, delta, A, B, C, self.D.float(), z)
-        return self.out_proj(y.to(hidden.dtype))
+        A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
+        y, ssm_state = selective_scan_ref(x, delta, A, B, C, self.D, z, h0=state.ssm)
+        new_state = MixerState(conv=conv_input[..., conv_input.shape[2] - (self.d_conv - 1) :], ssm=ssm_state)
+        return self.out_proj(y.to(hidden.dtype)), new_state
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Whole sequence (b, L, d_model) from the zero state."""
+        return self.forward_tile(hidden, self.zero_state(hidden.shape[0], hidden))[0]
+
+    def forward_tiled(self, hidden: torch.Tensor, tile: int) -> torch.Tensor:
+        """The whole sequence computed tile by tile, carrying the state (equals `forward`)."""
+        state = self.zero_state(hidden.shape[0], hidden)
+        outputs = []
+        for start in range(0, hidden.shape[1], tile):
+            out, state = self.forward_tile(hidden[:, start : start + tile], state)
+            outputs.append(out)
+        return torch.cat(outputs, dim=1) if outputs else self(hidden)
 
 
 class BiMambaMixer(nn.Module):
@@ -97,7 +138,15 @@ class BiMambaMixer(nn.Module):
             for p, _ in getattr(self.mamba_fwd, proj).named_parameters()
         }
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        forward = self.mamba_fwd(hidden)
-        reverse = self.mamba_rev(hidden.flip(1)).flip(1)
+    def combine(self, forward: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
+        """Join the causal output and the (un-flipped) anti-causal output."""
         return forward + reverse if self.strategy == "add" else forward * reverse
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.mamba_fwd(hidden), self.mamba_rev(hidden.flip(1)).flip(1))
+
+    def forward_tiled(self, hidden: torch.Tensor, tile: int) -> torch.Tensor:
+        """Causal tiles left to right, anti-causal tiles right to left (equals `forward`)."""
+        forward = self.mamba_fwd.forward_tiled(hidden, tile)
+        reverse = self.mamba_rev.forward_tiled(hidden.flip(1), tile).flip(1)
+        return self.combine(forward, reverse)
