@@ -38,6 +38,7 @@ def test_parse_targets(two_channel_model):
     "spec, message",
     [
         ("max", "unknown target 'max'"),
+        ("loglik", "needs a language model"),
         ("sum:atac", "unknown channel 'atac'"),
         ("sum:2", "unknown channel '2'"),
         ("position:abc", "expected position:P"),
@@ -62,9 +63,9 @@ def test_target_values(two_channel_model):
     x = onehot(30)
     outputs = two_channel_model(x)
     start = 1000
-    f_sum = parse_target("sum:dnase", two_channel_model).contributions(outputs, [start]).sum()
+    f_sum = parse_target("sum:dnase", two_channel_model).contributions(outputs, x, [start]).sum()
     torch.testing.assert_close(f_sum, outputs["track"][0, :, 1].sum())
-    f_pos = parse_target("position:1011:cage", two_channel_model).contributions(outputs, [start]).sum()
+    f_pos = parse_target("position:1011:cage", two_channel_model).contributions(outputs, x, [start]).sum()
     torch.testing.assert_close(f_pos, outputs["track"][0, 10, 0])
 
 
@@ -76,7 +77,7 @@ def test_autograd_gradient_matches_finite_differences(two_channel_model, spec):
     assert result.gradient.shape == (1, 25, 4)
 
     def f(inputs):
-        return target.contributions(model(inputs), [start]).sum()
+        return target.contributions(model(inputs), inputs, [start]).sum()
 
     torch.testing.assert_close(result.target_value[0], f(x))
     g = torch.Generator().manual_seed(5)

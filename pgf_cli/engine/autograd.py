@@ -29,7 +29,7 @@ class AutogradEngine(Engine):
         inputs = onehot.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             outputs = model(inputs)
-            values = target.contributions(outputs, region_starts).sum(dim=1)
+            values = target.contributions(outputs, inputs, region_starts).sum(dim=1)
             if progress:
                 progress(1, 2)
             (gradient,) = torch.autograd.grad(values.sum(), inputs)

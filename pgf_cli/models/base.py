@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pgf.models.tokens import DnaVocabulary
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -37,6 +39,10 @@ class SequenceModel(nn.Module, ABC):
 
     output_channels: dict[str, list[str]]
     default_target: str = "sum"
+    # language models: "causal" or "masked" (enables the `loglik` target), with
+    # the vocabulary that says which token each base is
+    lm_kind: str | None = None
+    vocabulary: "DnaVocabulary | None" = None
 
     @abstractmethod
     def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:

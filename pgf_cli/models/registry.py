@@ -1,8 +1,8 @@
 """Finding and loading models: `builtin`, `random-test`, or a checkpoint directory.
 
-A checkpoint directory holds config.json and model.safetensors. This version
-reads pgf's own format (`"model_type": "pgf-track-ssm"`); Caduceus and Hugging
-Face Mamba checkpoints come with the model library.
+A checkpoint directory holds config.json and model.safetensors (or
+pytorch_model.bin). The format comes from config.json's `model_type`:
+"pgf-track-ssm" (pgf's own), "mamba" (Hugging Face MambaForCausalLM).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import safetensors.torch
 import torch
 
 from pgf.errors import ModelError
+from pgf.models import hf_mamba
 from pgf.models.base import ModelInfo, SequenceModel
+from pgf.models.checkpoint import load_state_strictly, read_config, read_weights
 from pgf.models.checksum import state_checksum
+from pgf.models.tokens import DnaVocabulary, parse_vocabulary
 from pgf.models.track_ssm import MODEL_TYPE, TrackSSM, TrackSSMConfig
 
 RANDOM_TEST = "random-test"
@@ -56,77 +59,13 @@ def save_checkpoint(model: TrackSSM, directory: str | Path) -> None:
     (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
 
 
-def _read_config(directory: Path) -> dict:
-    path = directory / "config.json"
-    if not path.is_file():
-        raise ModelError(f"model directory {directory} has no config.json")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{path} must hold a JSON object")
-    return config
-
-
-def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    safetensors_path = directory / "model.safetensors"
-    bin_path = directory / "pytorch_model.bin"
-    try:
-        if safetensors_path.is_file():
-            return safetensors.torch.load_file(str(safetensors_path))
-        if bin_path.is_file():
-            state = torch.load(bin_path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                raise ModelError(f"{bin_path} does not hold a state dict")
-            return state
-    except ModelError:
-        raise
-    except Exception as exc:  # corrupt or truncated files raise many kinds of errors
-        raise ModelError(f"cannot read weights in {directory}: {exc}") from None
-    raise ModelError(f"model directory {directory} has neither model.safetensors nor pytorch_model.bin")
-
-
-def load_state_strictly(model: torch.nn.Module, state: dict[str, torch.Tensor], tied: dict[str, str], origin: str) -> None:
-    """Load `state` into `model`, re-tying `tied` aliases; every mismatch is an error naming the key."""
-    expected = model.state_dict()
-    state = dict(state)
-    for alias, source in tied.items():
-        if alias not in state and source in state:
-            state[alias] = state[source]
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing:
-        raise ModelError(f"{origin}: missing weight {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    if unexpected:
-        raise ModelError(f"{origin}: unexpected weight {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise ModelError(
-                f"{origin}: weight {name!r} has shape {tuple(tensor.shape)}, the config implies {tuple(expected[name].shape)}"
-            )
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ModelError(f"{origin}: weight {name!r} holds NaN or infinite values")
-    model.load_state_dict(state, strict=True)
-
-
-def load_checkpoint(directory: str | Path) -> LoadedModel:
-    """Load a pgf-track-ssm checkpoint directory."""
-    directory = Path(directory)
-    config_data = _read_config(directory)
-    model_type = config_data.get("model_type")
-    if model_type != MODEL_TYPE:
-        raise ModelError(
-            f"{directory}: model_type {model_type!r} is not supported by this version of pgf "
-            f"(supported: {MODEL_TYPE!r}; Caduceus and HF Mamba loaders are planned)"
-        )
+def _load_track_ssm(directory: Path, config_data: dict) -> LoadedModel:
     try:
         config = TrackSSMConfig.from_dict(config_data)
         model = TrackSSM(config)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{directory}/config.json: {exc}") from None
-    state = _read_weights(directory)
-    load_state_strictly(model, state, model.tied_parameter_names(), str(directory))
+    load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
     info = ModelInfo(
         model_id=directory.resolve().name,
         architecture=f"{MODEL_TYPE} ({'bi' if config.bidirectional else 'causal '}Mamba, "
@@ -139,8 +78,61 @@ def load_checkpoint(directory: str | Path) -> LoadedModel:
     return LoadedModel(model, info)
 
 
-def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Resolve `spec` (`builtin`, `random-test` or a directory) to a model in eval mode."""
+def _load_hf_mamba(directory: Path, config_data: dict, vocab: str | None) -> LoadedModel:
+    vocabulary = _vocabulary(directory, config_data, vocab)
+    try:
+        config = hf_mamba.HFMambaConfig.from_dict(config_data)
+        model = hf_mamba.HFMambaLM(config, vocabulary)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{directory}/config.json: {exc}") from None
+    vocabulary.check(config.vocab_size, str(directory))
+    load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
+    info = ModelInfo(
+        model_id=directory.resolve().name,
+        architecture=f"Hugging Face MambaForCausalLM (causal, d_model {config.hidden_size}, "
+        f"{config.num_hidden_layers} layers, vocabulary {vocabulary.to_string()})",
+        checksum=state_checksum(model.state_dict()),
+        trained=True,
+        n_parameters=_count_parameters(model),
+        context_length=None,
+    )
+    return LoadedModel(model, info)
+
+
+def _vocabulary(directory: Path, config_data: dict, vocab: str | None) -> DnaVocabulary:
+    if vocab is not None:
+        return parse_vocabulary(vocab)
+    if "pgf_vocab" in config_data:
+        return parse_vocabulary(config_data["pgf_vocab"])
+    raise ModelError(
+        f"{directory}: which token is each base? add \"pgf_vocab\": {{\"A\": id, \"C\": id, \"G\": id, \"T\": id, \"N\": id}} "
+        "to config.json or pass --vocab A=ID,C=ID,G=ID,T=ID,N=ID"
+    )
+
+
+def load_checkpoint(directory: str | Path, vocab: str | None = None) -> LoadedModel:
+    """Load a checkpoint directory; its format comes from config.json's `model_type`."""
+    directory = Path(directory)
+    config_data = read_config(directory)
+    model_type = config_data.get("model_type")
+    if model_type == MODEL_TYPE:
+        return _load_track_ssm(directory, config_data)
+    if model_type == hf_mamba.MODEL_TYPE:
+        return _load_hf_mamba(directory, config_data, vocab)
+    raise ModelError(
+        f"{directory}: model_type {model_type!r} is not supported by this version of pgf "
+        f"(supported: {MODEL_TYPE!r}, {hf_mamba.MODEL_TYPE!r}; Caduceus is planned)"
+    )
+
+
+def load_model(
+    spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, vocab: str | None = None
+) -> LoadedModel:
+    """Resolve `spec` (`builtin`, `random-test` or a directory) to a model in eval mode.
+
+    `vocab` (`A=ID,C=ID,G=ID,T=ID,N=ID`) says which token each base is, for
+    checkpoints whose vocabulary is not DNA-specific (Hugging Face Mamba).
+    """
     if spec == BUILTIN:
         raise ModelError(
             "the built-in trained model is not part of this version of pgf yet; "
@@ -164,7 +156,7 @@ def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype
             raise ModelError(f"model {spec!r} not found: expected '{BUILTIN}', '{RANDOM_TEST}' or a checkpoint directory")
         if not path.is_dir():
             raise ModelError(f"model {spec!r} is a file; pass the checkpoint directory that holds config.json")
-        loaded = load_checkpoint(path)
+        loaded = load_checkpoint(path, vocab=vocab)
     loaded.model.to(device=device, dtype=dtype).eval()
     return loaded
 

@@ -5,6 +5,11 @@ sequence or tile by tile) computes the same f:
 
     sum[:CHANNEL]            sum of one output channel over the region
     position:P[:CHANNEL]     that channel's output at genome position P (1-based)
+    loglik                   language models: log-likelihood of the observed bases;
+                             causal: sum_i log p(x_{i+1} | x_<=i), masked: sum_i log p(x_i | x)
+                             (no mask token inserted); positions whose predicted base is N
+                             contribute nothing. The observed bases select which
+                             log-probability is taken; that selection is not differentiated.
 
 CHANNEL is a channel name or a 0-based index into the model's default output;
 it defaults to the first channel.
@@ -19,11 +24,15 @@ import torch
 
 from pgf.errors import TargetError
 from pgf.models.base import SequenceModel
+from pgf.models.tokens import DnaVocabulary
 
 TARGET_HELP = (
     "What to differentiate. 'sum[:CHANNEL]': the sum of one output channel over the region; "
-    "'position:P[:CHANNEL]': that channel at genome position P (1-based, inside the region). "
-    "CHANNEL is a name or 0-based index (default: the first). Default: the model's own default."
+    "'position:P[:CHANNEL]': that channel at genome position P (1-based, inside the region); "
+    "'loglik' (language models): sum of log p(observed base) -- causal models predict each next base, "
+    "masked models each base from the whole unmasked sequence. "
+    "CHANNEL is a name or 0-based index (default: the first). Default: the model's own default "
+    "(loglik for language models, sum for track models)."
 )
 
 
@@ -31,14 +40,18 @@ TARGET_HELP = (
 class Target:
     """A parsed target; `spec` is its canonical text (stored in outputs)."""
 
-    kind: str  # "sum" | "position"
+    kind: str  # "sum" | "position" | "loglik"
     output: str
     channel: int
     channel_name: str
     position: int | None = None  # 0-based genome coordinate for kind "position"
+    lm_kind: str | None = None  # "causal" | "masked" for kind "loglik"
+    vocabulary: DnaVocabulary | None = None
 
     @property
     def spec(self) -> str:
+        if self.kind == "loglik":
+            return "loglik"
         if self.kind == "position":
             return f"position:{self.position + 1}:{self.channel_name}"
         return f"sum:{self.channel_name}"
@@ -49,9 +62,15 @@ class Target:
             raise TargetError(f"target position {self.position + 1:,} lies outside region {label}")
 
     def contributions(
-        self, outputs: dict[str, torch.Tensor], region_starts: Sequence[int]
+        self, outputs: dict[str, torch.Tensor], onehot: torch.Tensor, region_starts: Sequence[int]
     ) -> torch.Tensor:
-        """Per-position contributions (b, L) whose sum over L is f for each batch row."""
+        """Per-position contributions (b, L) whose sum over L is f for each batch row.
+
+        `onehot` (b, L, 4) is the input; only `loglik` reads it, and only to
+        select the observed bases (it is detached here).
+        """
+        if self.kind == "loglik":
+            return self._loglik(outputs[self.output], onehot.detach())
         values = outputs[self.output][..., self.channel]
         if self.kind == "sum":
             return values
@@ -59,6 +78,16 @@ class Target:
         for row, start in enumerate(region_starts):
             mask[row, self.position - start] = 1.0
         return values * mask
+
+    def _loglik(self, logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(logits, dim=-1)
+        ids = self.vocabulary.token_ids(onehot)
+        observed = (onehot.sum(dim=-1) > 0).to(log_probs.dtype)
+        if self.lm_kind == "masked":
+            return log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * observed
+        # causal: position i predicts base i+1; the last position predicts nothing in the region
+        next_log_probs = log_probs[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) * observed[:, 1:]
+        return torch.cat([next_log_probs, log_probs.new_zeros(log_probs.shape[0], 1)], dim=1)
 
 
 def _resolve_channel(model: SequenceModel, text: str | None, spec: str) -> tuple[str, int, str]:
@@ -80,6 +109,10 @@ def parse_target(spec: str | None, model: SequenceModel) -> Target:
     """Parse a target spec (None: the model's default) against the model's outputs."""
     text = (spec if spec is not None else model.default_target).strip()
     kind, _, rest = text.partition(":")
+    if text == "loglik":
+        if model.lm_kind is None or model.vocabulary is None:
+            raise TargetError("target 'loglik' needs a language model; this model has a track head (use sum or position:P)")
+        return Target("loglik", model.default_output, -1, "", lm_kind=model.lm_kind, vocabulary=model.vocabulary)
     if kind == "sum":
         output, channel, name = _resolve_channel(model, rest or None, text)
         return Target("sum", output, channel, name)
@@ -90,4 +123,4 @@ def parse_target(spec: str | None, model: SequenceModel) -> Target:
             raise TargetError(f"target {text!r}: expected position:P with P a 1-based genome position")
         output, channel, name = _resolve_channel(model, channel_text or None, text)
         return Target("position", output, channel, name, position=int(cleaned) - 1)
-    raise TargetError(f"unknown target {text!r}; expected sum[:CHANNEL] or position:P[:CHANNEL]")
+    raise TargetError(f"unknown target {text!r}; expected loglik, sum[:CHANNEL] or position:P[:CHANNEL]")

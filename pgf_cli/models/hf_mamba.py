@@ -1,0 +1,110 @@
+"""Hugging Face `MambaForCausalLM` checkpoints: embeddings, Mamba blocks, norm_f, LM head.
+
+Block: hidden = residual + mixer(RMSNorm(hidden)), the residual kept in fp32
+when `residual_in_fp32`. State-dict names are the Hugging Face ones
+(`backbone.embeddings.weight`, `backbone.layers.{i}.norm.weight`,
+`backbone.layers.{i}.mixer.*`, `backbone.norm_f.weight`, `lm_head.weight`,
+the last tied to the embeddings unless `tie_word_embeddings` is false).
+These vocabularies are not DNA-specific, so which token each base is comes
+from the config key `pgf_vocab` ({"A": id, ..., "N": id}) or `--vocab`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pgf.models.base import SequenceModel
+from pgf.models.mamba import MambaMixer
+from pgf.models.tokens import DnaVocabulary
+
+MODEL_TYPE = "mamba"
+
+
+@dataclass(frozen=True)
+class HFMambaConfig:
+    """The config.json keys pgf reads (defaults as in transformers' MambaConfig)."""
+
+    vocab_size: int = 50280
+    hidden_size: int = 768
+    state_size: int = 16
+    num_hidden_layers: int = 32
+    layer_norm_epsilon: float = 1e-5
+    expand: int = 2
+    conv_kernel: int = 4
+    use_bias: bool = False
+    use_conv_bias: bool = True
+    hidden_act: str = "silu"
+    time_step_rank: int | str = "auto"
+    residual_in_fp32: bool = True
+    tie_word_embeddings: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HFMambaConfig":
+        names = cls.__dataclass_fields__
+        config = cls(**{k: v for k, v in data.items() if k in names})
+        if config.hidden_act != "silu":
+            raise ValueError(f"hidden_act {config.hidden_act!r} is not supported (only 'silu')")
+        return config
+
+
+class HFMambaBlock(nn.Module):
+    def __init__(self, config: HFMambaConfig):
+        super().__init__()
+        self.residual_in_fp32 = config.residual_in_fp32
+        self.norm = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.mixer = MambaMixer(
+            config.hidden_size,
+            d_state=config.state_size,
+            d_conv=config.conv_kernel,
+            expand=config.expand,
+            dt_rank=config.time_step_rank,
+            conv_bias=config.use_conv_bias,
+            bias=config.use_bias,
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        residual = hidden
+        if self.residual_in_fp32:
+            residual = residual.to(torch.promote_types(residual.dtype, torch.float32))
+        return residual + self.mixer(self.norm(hidden))
+
+
+class HFMambaBackbone(nn.Module):
+    def __init__(self, config: HFMambaConfig):
+        super().__init__()
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(HFMambaBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm_f = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+
+
+class HFMambaLM(SequenceModel):
+    """Causal Mamba language model on one-hot DNA: outputs {"logits": (b, L, vocab)}."""
+
+    lm_kind = "causal"
+    default_target = "loglik"
+
+    def __init__(self, config: HFMambaConfig, vocabulary: DnaVocabulary):
+        super().__init__()
+        self.config = config
+        self.vocabulary = vocabulary
+        self.backbone = HFMambaBackbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.backbone.embeddings.weight
+        names = [str(i) for i in range(config.vocab_size)]
+        for base, token in zip("ACGT", vocabulary.base_ids):
+            names[token] = base
+        self.output_channels = {"logits": names}
+
+    def tied_parameter_names(self) -> dict[str, str]:
+        return {"lm_head.weight": "backbone.embeddings.weight"} if self.config.tie_word_embeddings else {}
+
+    def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.vocabulary.embed(onehot, self.backbone.embeddings.weight)
+        for layer in self.backbone.layers:
+            hidden = layer(hidden)
+        hidden = self.backbone.norm_f(hidden.to(self.backbone.norm_f.weight.dtype))
+        return {"logits": self.lm_head(hidden)}
