@@ -25,6 +25,13 @@ def check_output_path(path: str | Path, force: bool = False) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class AtomicOutput:
     """A temporary file in the output's folder that becomes `path` on `commit()`."""
 
@@ -40,7 +47,12 @@ class AtomicOutput:
         self.done = False
 
     def commit(self) -> None:
-        """Move the finished temporary file onto the output path."""
+        """Move the finished temporary file onto the output path.
+
+        `mkstemp` creates the file private (0600); the output gets the usual
+        permissions of a new file (0666 less the umask) instead.
+        """
+        os.chmod(self.temp_path, 0o666 & ~_umask())
         os.replace(self.temp_path, self.path)
         self.done = True
 
