@@ -357,10 +357,10 @@ def test_interval_formats_refuse_overlaps(tmp_path, fmt):
     with pytest.raises(OutputError) as info:
         write(path, fmt, [A, B, inner])
     assert str(info.value) == (
-        f"region chr1:3000-3100 overlaps another region; a {label} track holds one value per base "
+        f"regions chr1:1001-3000 and chr1:3000-3100 overlap; a {label} track holds one value per base "
         "(write overlapping regions to .h5)"
     )
-    with pytest.raises(OutputError, match="overlaps another region"):
+    with pytest.raises(OutputError, match="overlap; a"):
         write(path, fmt, [B, B])
     assert folder_listing(tmp_path) == []
 

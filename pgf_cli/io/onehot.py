@@ -1,8 +1,9 @@
 """One-hot encoding of DNA.
 
 Columns are A, C, G, T in that order. Lower case is upper case (soft-masking
-is ignored). N and every other IUPAC ambiguity code (R Y S W K M B D H V) and
-the gap characters '-' and '.' encode as an all-zero row: such positions carry
+is ignored). N and every other IUPAC ambiguity code (R Y S W K M B D H V),
+U (uracil: RNA is not expected in a genome FASTA) and the gap characters
+'-' and '.' encode as an all-zero row: such positions carry
 no observed base, so their per-base scores are masked (NaN) in every output.
 Any other character is an error.
 """

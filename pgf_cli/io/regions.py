@@ -42,10 +42,13 @@ class Region:
 def suggest_chromosomes(name: str, chrom_sizes: Mapping[str, int]) -> str:
     """A hint naming the closest known sequence names (or a few of them)."""
     names = list(chrom_sizes)
+    by_lower_case = {known.lower(): known for known in names}
+    bare = name.lower().removeprefix("chr")
     candidates = []
-    for alias in (name, "chr" + name, name.removeprefix("chr")):
-        if alias in chrom_sizes and alias not in candidates:
-            candidates.append(alias)
+    for alias in (name.lower(), bare, "chr" + bare):  # case and a missing/extra "chr" prefix
+        match = by_lower_case.get(alias)
+        if match is not None and match not in candidates:
+            candidates.append(match)
     candidates += [c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.5) if c not in candidates]
     if candidates:
         return "did you mean " + ", ".join(repr(c) for c in candidates[:3]) + "?"
@@ -98,6 +101,8 @@ def parse_region(spec: str, chrom_sizes: Mapping[str, int]) -> Region:
     if not sep:
         return check_region(Region(text, 0, 0), chrom_sizes)  # unknown sequence: raises
     if "-" not in span:
+        if chrom not in chrom_sizes:  # e.g. a name with ':' that is not in the FASTA
+            check_region(Region(text, 0, 0), chrom_sizes)
         raise RegionError(
             f"region {spec!r}: expected CHROM:START-END (1-based, inclusive) or a whole sequence name"
         )

@@ -17,6 +17,7 @@ import pyBigWig
 
 from pgf.errors import OutputError
 from pgf.io.atomic import AtomicOutput
+from pgf.io.regions import find_overlap
 from pgf.io.tracks import AttributionTrack, RunMetadata, value_runs
 
 SUFFIX_FORMATS = {
@@ -145,18 +146,20 @@ class _IntervalWriter(TrackWriter):
     def __init__(self, path, metadata, chrom_sizes, force=False):
         super().__init__(path, metadata, chrom_sizes, force)
         self._tracks: list[tuple[str, int, np.ndarray]] = []
+        self._regions = []
 
     def add(self, track: AttributionTrack) -> None:
-        region = track.region
-        for chrom, start, score in self._tracks:
-            if chrom == region.chrom and start < region.end and region.start < start + score.size:
-                raise OutputError(
-                    f"region {region} overlaps another region; a {self.format_label} track holds one value "
-                    "per base (write overlapping regions to .h5)"
-                )
-        self._tracks.append((region.chrom, region.start, np.asarray(track.score, dtype=np.float32)))
+        self._regions.append(track.region)
+        self._tracks.append((track.region.chrom, track.region.start, np.asarray(track.score, dtype=np.float32)))
 
     def sorted_tracks(self) -> list[tuple[str, int, np.ndarray]]:
+        """Tracks in FASTA order then position; overlapping regions are an `OutputError`."""
+        overlap = find_overlap(self._regions)
+        if overlap:
+            raise OutputError(
+                f"regions {overlap[0]} and {overlap[1]} overlap; a {self.format_label} track holds one value "
+                "per base (write overlapping regions to .h5)"
+            )
         order = {chrom: index for index, chrom in enumerate(self.chrom_sizes)}
         return sorted(self._tracks, key=lambda item: (order[item[0]], item[1]))
 
