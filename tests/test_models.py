@@ -156,8 +156,8 @@ def test_config_errors(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         load_checkpoint(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "caduceus"}))
-    with pytest.raises(ModelError, match="'caduceus' is not supported"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "hyena"}))
+    with pytest.raises(ModelError, match="'hyena' is not supported"):
         load_checkpoint(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "pgf-track-ssm", "d_modle": 8}))
     with pytest.raises(ModelError, match="unknown config keys: d_modle"):

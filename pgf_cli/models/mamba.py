@@ -114,17 +114,26 @@ class BiMambaMixer(nn.Module):
 
     strategy "add": out = fwd(h) + flip(rev(flip(h))); "ew_multiply": their
     product. With `weight_tie` the reverse mixer shares in_proj and out_proj.
+    With `bidirectional=False` only the forward (causal) mixer exists.
     """
 
-    def __init__(self, d_model: int, strategy: str = "add", weight_tie: bool = True, **mixer_kwargs):
+    def __init__(
+        self,
+        d_model: int,
+        strategy: str = "add",
+        weight_tie: bool = True,
+        bidirectional: bool = True,
+        **mixer_kwargs,
+    ):
         super().__init__()
         if strategy not in ("add", "ew_multiply"):
             raise ValueError(f"unknown bidirectional strategy {strategy!r}")
         self.strategy = strategy
-        self.weight_tie = weight_tie
+        self.bidirectional = bidirectional
+        self.weight_tie = weight_tie and bidirectional
         self.mamba_fwd = MambaMixer(d_model, **mixer_kwargs)
-        self.mamba_rev = MambaMixer(d_model, **mixer_kwargs)
-        if weight_tie:
+        self.mamba_rev = MambaMixer(d_model, **mixer_kwargs) if bidirectional else None
+        if self.weight_tie:
             self.mamba_rev.in_proj = self.mamba_fwd.in_proj
             self.mamba_rev.out_proj = self.mamba_fwd.out_proj
 
@@ -143,10 +152,14 @@ class BiMambaMixer(nn.Module):
         return forward + reverse if self.strategy == "add" else forward * reverse
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.mamba_rev is None:
+            return self.mamba_fwd(hidden)
         return self.combine(self.mamba_fwd(hidden), self.mamba_rev(hidden.flip(1)).flip(1))
 
     def forward_tiled(self, hidden: torch.Tensor, tile: int) -> torch.Tensor:
         """Causal tiles left to right, anti-causal tiles right to left (equals `forward`)."""
         forward = self.mamba_fwd.forward_tiled(hidden, tile)
+        if self.mamba_rev is None:
+            return forward
         reverse = self.mamba_rev.forward_tiled(hidden.flip(1), tile).flip(1)
         return self.combine(forward, reverse)

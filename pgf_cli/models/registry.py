@@ -2,7 +2,8 @@
 
 A checkpoint directory holds config.json and model.safetensors (or
 pytorch_model.bin). The format comes from config.json's `model_type`:
-"pgf-track-ssm" (pgf's own), "mamba" (Hugging Face MambaForCausalLM).
+"pgf-track-ssm" (pgf's own), "mamba" (Hugging Face MambaForCausalLM),
+"caduceus" (Caduceus ph and ps masked LMs).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import safetensors.torch
 import torch
 
 from pgf.errors import ModelError
-from pgf.models import hf_mamba
+from pgf.models import caduceus, hf_mamba
 from pgf.models.base import ModelInfo, SequenceModel
 from pgf.models.checkpoint import load_state_strictly, read_config, read_weights
 from pgf.models.checksum import state_checksum
@@ -99,11 +100,41 @@ def _load_hf_mamba(directory: Path, config_data: dict, vocab: str | None) -> Loa
     return LoadedModel(model, info)
 
 
-def _vocabulary(directory: Path, config_data: dict, vocab: str | None) -> DnaVocabulary:
+def _load_caduceus(directory: Path, config_data: dict, vocab: str | None) -> LoadedModel:
+    try:
+        config = caduceus.CaduceusConfig.from_dict(config_data)
+        vocabulary = _vocabulary(directory, config_data, vocab, default=caduceus.default_vocabulary(config))
+        model = caduceus.CaduceusLM(config, vocabulary)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{directory}/config.json: {exc}") from None
+    vocabulary.check(config.padded_vocab_size, str(directory))
+    state = read_weights(directory)
+    for name, buffer in model.state_dict().items():
+        if name.endswith("complement_map") and name in state and not torch.equal(state[name].long(), buffer):
+            raise ModelError(f"{directory}: {name} in the weights differs from complement_map in config.json")
+    load_state_strictly(model, state, model.tied_parameter_names(), str(directory))
+    kind = "ps, reverse-complement equivariant" if config.rcps else "ph"
+    info = ModelInfo(
+        model_id=directory.resolve().name,
+        architecture=f"Caduceus-{kind} (masked LM, bidirectional={config.bidirectional}, d_model {config.d_model}, "
+        f"{config.n_layer} layers, fused_add_norm={config.fused_add_norm}, vocabulary {vocabulary.to_string()})",
+        checksum=state_checksum(model.state_dict()),
+        trained=True,
+        n_parameters=_count_parameters(model),
+        context_length=config_data.get("max_seq_len") or config_data.get("max_position_embeddings"),
+    )
+    return LoadedModel(model, info)
+
+
+def _vocabulary(
+    directory: Path, config_data: dict, vocab: str | None, default: DnaVocabulary | None = None
+) -> DnaVocabulary:
     if vocab is not None:
         return parse_vocabulary(vocab)
     if "pgf_vocab" in config_data:
         return parse_vocabulary(config_data["pgf_vocab"])
+    if default is not None:
+        return default
     raise ModelError(
         f"{directory}: which token is each base? add \"pgf_vocab\": {{\"A\": id, \"C\": id, \"G\": id, \"T\": id, \"N\": id}} "
         "to config.json or pass --vocab A=ID,C=ID,G=ID,T=ID,N=ID"
@@ -119,9 +150,11 @@ def load_checkpoint(directory: str | Path, vocab: str | None = None) -> LoadedMo
         return _load_track_ssm(directory, config_data)
     if model_type == hf_mamba.MODEL_TYPE:
         return _load_hf_mamba(directory, config_data, vocab)
+    if model_type == caduceus.MODEL_TYPE:
+        return _load_caduceus(directory, config_data, vocab)
     raise ModelError(
         f"{directory}: model_type {model_type!r} is not supported by this version of pgf "
-        f"(supported: {MODEL_TYPE!r}, {hf_mamba.MODEL_TYPE!r}; Caduceus is planned)"
+        f"(supported: {MODEL_TYPE!r}, {hf_mamba.MODEL_TYPE!r}, {caduceus.MODEL_TYPE!r})"
     )
 
 

@@ -1,0 +1,271 @@
+"""Caduceus masked DNA language models: ph (post-hoc) and ps (RC-equivariant, `rcps`).
+
+Module and parameter names mirror the published checkpoints
+(`caduceus.backbone.embeddings.word_embeddings[.embedding].weight`,
+`caduceus.backbone.layers.{i}.norm[.submodule].weight`,
+`caduceus.backbone.layers.{i}.mixer[.submodule].mamba_{fwd,rev}.*`,
+`caduceus.backbone.norm_f[.submodule].weight`, `lm_head[.lm_head].weight`,
+and the `complement_map` buffers of ps models).
+
+ps models carry a residual stream of width 2·d_model, [forward strand ‖
+flip_LC(reverse-complement strand)], with flip_LC = flip over length and
+channels. Published ps checkpoints were trained with `fused_add_norm: true`,
+whose block add+norm takes the *second* half of the summed stream for the
+first output half and the flipped *first* half for the second output half
+(swapping halves every block, residual included); the final norm_f does not
+swap. With `fused_add_norm: false` the halves stay in place. Both are
+reproduced here, chosen by the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pgf.models.base import SequenceModel
+from pgf.models.mamba import BiMambaMixer
+from pgf.models.tokens import CADUCEUS, PLANT_CADUCEUS, DnaVocabulary
+
+MODEL_TYPE = "caduceus"
+
+
+def flip_lc(t: torch.Tensor) -> torch.Tensor:
+    """Reverse-complement a hidden tensor (b, L, C): flip length and channels."""
+    return t.flip(-2, -1)
+
+
+@dataclass(frozen=True)
+class CaduceusConfig:
+    """The config.json keys pgf reads (published names and defaults)."""
+
+    d_model: int = 256
+    n_layer: int = 16
+    vocab_size: int = 12
+    pad_vocab_size_multiple: int = 8
+    ssm_cfg: dict = field(default_factory=dict)
+    rms_norm: bool = True
+    fused_add_norm: bool = True
+    residual_in_fp32: bool = False
+    norm_epsilon: float = 1e-5
+    bidirectional: bool = True
+    bidirectional_strategy: str = "add"
+    bidirectional_weight_tie: bool = True
+    rcps: bool = False
+    complement_map: dict | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CaduceusConfig":
+        names = cls.__dataclass_fields__
+        config = cls(**{k: v for k, v in data.items() if k in names})
+        if config.rcps and not config.complement_map:
+            raise ValueError("rcps models need a complement_map")
+        return config
+
+    @property
+    def padded_vocab_size(self) -> int:
+        multiple = self.pad_vocab_size_multiple or 1
+        return -(-self.vocab_size // multiple) * multiple
+
+    def complement_ids(self) -> list[int]:
+        """complement_map as a list over the padded vocabulary (identity where unspecified)."""
+        mapping = {int(k): int(v) for k, v in (self.complement_map or {}).items()}
+        return [mapping.get(i, i) for i in range(self.padded_vocab_size)]
+
+    def mixer_kwargs(self) -> dict:
+        ssm = self.ssm_cfg or {}
+        return dict(
+            d_state=ssm.get("d_state", 16),
+            d_conv=ssm.get("d_conv", 4),
+            expand=ssm.get("expand", 2),
+            dt_rank=ssm.get("dt_rank", "auto"),
+            conv_bias=ssm.get("conv_bias", True),
+            bias=ssm.get("bias", False),
+        )
+
+
+def default_vocabulary(config: CaduceusConfig) -> DnaVocabulary:
+    """Caduceus ids (A7 C8 G9 T10 N11), or PlantCaduceus ids (a3 c4 g5 t6, N -> [UNK]2) for its 7-token vocabulary."""
+    return PLANT_CADUCEUS if config.vocab_size == 7 else CADUCEUS
+
+
+class Submodule(nn.Module):
+    """Holds a module under the name `submodule`, as the published RCPS wrappers do."""
+
+    def __init__(self, submodule: nn.Module):
+        super().__init__()
+        self.submodule = submodule
+
+
+class RCPSEmbeddingTable(nn.Module):
+    """ps embedding parameters: `embedding.weight` and the `complement_map` buffer."""
+
+    def __init__(self, vocab_size: int, d_model: int, complement_ids: list[int]):
+        super().__init__()
+        self.register_buffer("complement_map", torch.tensor(complement_ids, dtype=torch.long))
+        self.embedding = nn.Embedding(vocab_size, d_model)
+
+
+class RCPSHead(nn.Module):
+    """ps LM head parameters: `lm_head.weight` and the `complement_map` buffer."""
+
+    def __init__(self, d_model: int, vocab_size: int, complement_ids: list[int]):
+        super().__init__()
+        self.register_buffer("complement_map", torch.tensor(complement_ids, dtype=torch.long))
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+
+
+class CaduceusEmbeddings(nn.Module):
+    def __init__(self, config: CaduceusConfig):
+        super().__init__()
+        V = config.padded_vocab_size
+        if config.rcps:
+            self.word_embeddings = RCPSEmbeddingTable(V, config.d_model, config.complement_ids())
+        else:
+            self.word_embeddings = nn.Embedding(V, config.d_model)
+
+
+def _norm(config: CaduceusConfig) -> nn.Module:
+    if config.rms_norm:
+        return nn.RMSNorm(config.d_model, eps=config.norm_epsilon)
+    return nn.LayerNorm(config.d_model, eps=config.norm_epsilon)
+
+
+class CaduceusBlock(nn.Module):
+    """Add + norm, then the BiMamba mixer (per strand half for ps)."""
+
+    def __init__(self, config: CaduceusConfig):
+        super().__init__()
+        self.config = config
+        mixer = BiMambaMixer(
+            config.d_model,
+            strategy=config.bidirectional_strategy,
+            weight_tie=config.bidirectional_weight_tie,
+            bidirectional=config.bidirectional,
+            **config.mixer_kwargs(),
+        )
+        rc_wrapped = config.rcps
+        self.mixer = Submodule(mixer) if rc_wrapped else mixer
+        norm = _norm(config)
+        self.norm = Submodule(norm) if (rc_wrapped and not config.fused_add_norm) else norm
+
+    @property
+    def bimamba(self) -> BiMambaMixer:
+        return self.mixer.submodule if isinstance(self.mixer, Submodule) else self.mixer
+
+    @property
+    def norm_module(self) -> nn.Module:
+        return self.norm.submodule if isinstance(self.norm, Submodule) else self.norm
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        summed = hidden if residual is None else hidden + residual
+        norm = self.norm_module
+        if not self.config.rcps:
+            normed, residual = norm(summed.to(norm.weight.dtype)), summed
+        else:
+            first, second = summed.chunk(2, dim=-1)
+            if self.config.fused_add_norm:  # published ps checkpoints: halves swap
+                first, second = second, first
+            residual = torch.cat([first, second], dim=-1)
+            normed = torch.cat([norm(first), flip_lc(norm(flip_lc(second)))], dim=-1)
+        if self.config.residual_in_fp32:
+            residual = residual.to(torch.promote_types(residual.dtype, torch.float32))
+        return self.mix(normed), residual
+
+    def mix(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.config.rcps:
+            return self.bimamba(hidden)
+        forward_half, rc_half = hidden.chunk(2, dim=-1)
+        return torch.cat([self.bimamba(forward_half), flip_lc(self.bimamba(flip_lc(rc_half)))], dim=-1)
+
+
+class CaduceusBackbone(nn.Module):
+    def __init__(self, config: CaduceusConfig):
+        super().__init__()
+        self.embeddings = CaduceusEmbeddings(config)
+        self.layers = nn.ModuleList(CaduceusBlock(config) for _ in range(config.n_layer))
+        norm = _norm(config)
+        self.norm_f = Submodule(norm) if (config.rcps and not config.fused_add_norm) else norm
+
+
+class CaduceusCore(nn.Module):
+    """Holds the backbone under `caduceus.backbone`, as in published checkpoints."""
+
+    def __init__(self, config: CaduceusConfig):
+        super().__init__()
+        self.backbone = CaduceusBackbone(config)
+
+
+class CaduceusLM(SequenceModel):
+    """Caduceus masked LM on one-hot DNA: outputs {"logits": (b, L, padded vocab)}."""
+
+    lm_kind = "masked"
+    default_target = "loglik"
+
+    def __init__(self, config: CaduceusConfig, vocabulary: DnaVocabulary | None = None):
+        super().__init__()
+        self.config = config
+        self.vocabulary = vocabulary or default_vocabulary(config)
+        complement = config.complement_ids()
+        self.complement_vocabulary = DnaVocabulary(
+            tuple(complement[i] for i in self.vocabulary.base_ids), complement[self.vocabulary.n_id]
+        )
+        self.caduceus = CaduceusCore(config)
+        V = config.padded_vocab_size
+        self.lm_head = RCPSHead(config.d_model, V, complement) if config.rcps else nn.Linear(config.d_model, V, bias=False)
+        head, table = self._head_weight_owner(), self.embedding_weight_owner()
+        head.weight = table.weight  # the LM head is tied to the embeddings
+        names = [str(i) for i in range(V)]
+        for base, token in zip("ACGT", self.vocabulary.base_ids):
+            names[token] = base
+        self.output_channels = {"logits": names}
+
+    def embedding_weight_owner(self) -> nn.Embedding:
+        table = self.caduceus.backbone.embeddings.word_embeddings
+        return table.embedding if isinstance(table, RCPSEmbeddingTable) else table
+
+    def _head_weight_owner(self) -> nn.Linear:
+        return self.lm_head.lm_head if isinstance(self.lm_head, RCPSHead) else self.lm_head
+
+    def tied_parameter_names(self) -> dict[str, str]:
+        """Alias -> source of parameters that checkpoints may store once."""
+        if self.config.rcps:
+            tied = {"lm_head.lm_head.weight": "caduceus.backbone.embeddings.word_embeddings.embedding.weight"}
+        else:
+            tied = {"lm_head.weight": "caduceus.backbone.embeddings.word_embeddings.weight"}
+        for index, layer in enumerate(self.caduceus.backbone.layers):
+            prefix = f"caduceus.backbone.layers.{index}.mixer." + ("submodule." if self.config.rcps else "")
+            tied.update({prefix + a: prefix + s for a, s in layer.bimamba.tied_parameter_names().items()})
+        return tied
+
+    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
+        weight = self.embedding_weight_owner().weight
+        forward = self.vocabulary.embed(onehot, weight)
+        if not self.config.rcps:
+            return forward
+        # E(RC(x)) flipped over length and channels = flip_C of the complement tokens' embeddings
+        return torch.cat([forward, self.complement_vocabulary.embed(onehot, weight).flip(-1)], dim=-1)
+
+    def final_norm(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        summed = hidden if residual is None else hidden + residual
+        norm_f = self.caduceus.backbone.norm_f
+        norm = norm_f.submodule if isinstance(norm_f, Submodule) else norm_f
+        if not self.config.rcps:
+            return norm(summed.to(norm.weight.dtype))
+        first, second = summed.chunk(2, dim=-1)  # no swap in the final norm
+        return torch.cat([norm(first), flip_lc(norm(flip_lc(second)))], dim=-1)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.config.rcps:
+            return self.lm_head(hidden)
+        weight = self.lm_head.lm_head.weight
+        forward_half, rc_half = hidden.chunk(2, dim=-1)
+        return F.linear(forward_half, weight) + F.linear(rc_half.flip(-1), weight[self.lm_head.complement_map])
+
+    def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden, residual = self.embed(onehot), None
+        for layer in self.caduceus.backbone.layers:
+            hidden, residual = layer(hidden, residual)
+        return {"logits": self.head(self.final_norm(hidden, residual))}
