@@ -102,3 +102,19 @@ def test_engine_registry():
         get_engine("pgf")
     with pytest.raises(PgfUserError, match="unknown engine"):
         get_engine("magic")
+
+
+def test_target_window_restricts_sum(two_channel_model):
+    x = onehot(30)
+    outputs = two_channel_model(x)
+    target = parse_target("sum:dnase", two_channel_model).with_window("chr1", 1005, 1012)
+    assert target.spec == "sum:dnase over chr1:1006-1012"
+    f = target.contributions(outputs, x, [1000]).sum()
+    torch.testing.assert_close(f, outputs["track"][0, 5:12, 1].sum())
+    target.check_region(1000, 1030, "r", chrom="chr1")
+    with pytest.raises(TargetError, match="does not lie inside region r"):
+        target.check_region(1006, 1030, "r", chrom="chr1")
+    with pytest.raises(TargetError, match="does not lie inside region r"):
+        target.check_region(1000, 1030, "r", chrom="chr2")
+    with pytest.raises(TargetError, match="not to position"):
+        parse_target("position:1001", two_channel_model).with_window("chr1", 1000, 1001)

@@ -12,13 +12,14 @@ sequence or tile by tile) computes the same f:
                              log-probability is taken; that selection is not differentiated.
 
 CHANNEL is a channel name or a 0-based index into the model's default output;
-it defaults to the first channel.
+it defaults to the first channel. A target window (chrom, start, end; 0-based
+half-open, inside the region) restricts `sum` and `loglik` to those positions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -47,19 +48,35 @@ class Target:
     position: int | None = None  # 0-based genome coordinate for kind "position"
     lm_kind: str | None = None  # "causal" | "masked" for kind "loglik"
     vocabulary: DnaVocabulary | None = None
+    window: tuple[str, int, int] | None = None  # (chrom, start, end), 0-based half-open
 
     @property
     def spec(self) -> str:
         if self.kind == "loglik":
-            return "loglik"
-        if self.kind == "position":
+            text = "loglik"
+        elif self.kind == "position":
             return f"position:{self.position + 1}:{self.channel_name}"
-        return f"sum:{self.channel_name}"
+        else:
+            text = f"sum:{self.channel_name}"
+        if self.window is not None:
+            chrom, start, end = self.window
+            text += f" over {chrom}:{start + 1}-{end}"
+        return text
 
-    def check_region(self, chrom_start: int, chrom_end: int, label: str) -> None:
+    def with_window(self, chrom: str, start: int, end: int) -> "Target":
+        """This target restricted to genome positions [start, end) of `chrom`."""
+        if self.kind == "position":
+            raise TargetError("a target window applies to sum and loglik targets, not to position:P")
+        return replace(self, window=(chrom, start, end))
+
+    def check_region(self, start: int, end: int, label: str, chrom: str | None = None) -> None:
         """Raise `TargetError` when the target cannot be evaluated on this region."""
-        if self.kind == "position" and not (chrom_start <= self.position < chrom_end):
+        if self.kind == "position" and not (start <= self.position < end):
             raise TargetError(f"target position {self.position + 1:,} lies outside region {label}")
+        if self.window is not None:
+            w_chrom, w_start, w_end = self.window
+            if (chrom is not None and chrom != w_chrom) or w_start < start or w_end > end:
+                raise TargetError(f"target window {w_chrom}:{w_start + 1:,}-{w_end:,} does not lie inside region {label}")
 
     def contributions(
         self, outputs: dict[str, torch.Tensor], onehot: torch.Tensor, region_starts: Sequence[int]
@@ -70,13 +87,22 @@ class Target:
         select the observed bases (it is detached here).
         """
         if self.kind == "loglik":
-            return self._loglik(outputs[self.output], onehot.detach())
+            return self._in_window(self._loglik(outputs[self.output], onehot.detach()), region_starts)
         values = outputs[self.output][..., self.channel]
         if self.kind == "sum":
-            return values
+            return self._in_window(values, region_starts)
         mask = torch.zeros_like(values)
         for row, start in enumerate(region_starts):
             mask[row, self.position - start] = 1.0
+        return values * mask
+
+    def _in_window(self, values: torch.Tensor, region_starts: Sequence[int]) -> torch.Tensor:
+        if self.window is None:
+            return values
+        _, w_start, w_end = self.window
+        mask = torch.zeros_like(values)
+        for row, start in enumerate(region_starts):
+            mask[row, max(w_start - start, 0) : max(w_end - start, 0)] = 1.0
         return values * mask
 
     def _loglik(self, logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:

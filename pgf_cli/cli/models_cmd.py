@@ -1,0 +1,53 @@
+"""`pgf models show`: what a model is, before running it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from pgf.cli.errors import run_guarded
+from pgf.models.registry import human_count, load_model
+
+models_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
+
+VOCAB_HELP = "Token id of each base, A=ID,C=ID,G=ID,T=ID,N=ID (Hugging Face Mamba checkpoints need it unless config.json has pgf_vocab)."
+
+
+def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
+    """(field, value) lines describing the model `spec`."""
+    loaded = load_model(spec, vocab=vocab)
+    info, model = loaded.info, loaded.model
+    vocabulary = getattr(model, "vocabulary", None)
+    outputs = "; ".join(
+        f"{name} ({len(channels)} channels: {', '.join(channels[:8])}{', ...' if len(channels) > 8 else ''})"
+        for name, channels in model.output_channels.items()
+    )
+    return [
+        ("model", info.model_id),
+        ("architecture", info.architecture),
+        ("parameters", f"{info.n_parameters:,} ({human_count(info.n_parameters)})"),
+        ("size", f"{info.n_parameters * 4 / 2**20:.1f} MiB in fp32"),
+        ("context length", f"{info.context_length:,} bp" if info.context_length else "not stated by the checkpoint"),
+        ("vocabulary", vocabulary.to_string() if vocabulary else "one-hot input (A, C, G, T; N embeds as its own vector)"),
+        ("outputs", outputs),
+        ("default target", model.default_target),
+        ("trained", "yes" if info.trained else f"NO: {info.note}"),
+        ("checksum", f"sha256:{info.checksum}"),
+    ]
+
+
+@models_app.command("show")
+def show(
+    model: str = typer.Argument(..., help="'builtin', 'random-test' or a checkpoint directory."),
+    vocab: Optional[str] = typer.Option(None, "--vocab", help=VOCAB_HELP),
+) -> None:
+    """Print a model's architecture, size, context length, vocabulary and checksum."""
+
+    def work() -> None:
+        lines = describe(model, vocab)
+        width = max(len(name) for name, _ in lines)
+        for name, value in lines:
+            typer.echo(f"{name:<{width}}  {value}")
+
+    run_guarded(work)
