@@ -57,19 +57,19 @@ METHOD_HELP = (
 
 @app.command()
 def attribute(
-    fasta: Path = typer.Argument(..., help="Reference FASTA (plain or bgzip); its .fai is built if missing."),
+    fasta: Path = typer.Argument(..., metavar="FASTA", help="Reference FASTA (plain or bgzip); its .fai is built if missing."),
     region: list[str] = typer.Option(
-        [], "--region", "-r", help="Region CHROM:START-END, 1-based inclusive, commas allowed; or a whole CHROM. Repeatable."
+        [], "--region", "-r", metavar="REGION", help="Region CHROM:START-END, 1-based inclusive, commas allowed; or a whole CHROM. Repeatable."
     ),
-    regions: Optional[Path] = typer.Option(None, "--regions", help="BED file of regions (0-based half-open, optional name column)."),
-    model: str = typer.Option(BUILTIN, "--model", "-m", help="'builtin', 'random-test' (untrained, for smoke tests) or a checkpoint directory."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+    regions: Optional[Path] = typer.Option(None, "--regions", metavar="BED", help="BED file of regions (0-based half-open, optional name column)."),
+    model: str = typer.Option(BUILTIN, "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' (untrained, for smoke tests) or a checkpoint directory."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", metavar="TARGET", help=TARGET_HELP),
     method: Method = typer.Option(DEFAULT_METHOD, "--method", help=METHOD_HELP),
     engine: EngineName = typer.Option(DEFAULT_ENGINE, "--engine", help="'autograd' (plain reverse mode) or 'pgf' (tiled adjoint; not yet in this version)."),
     device: Device = typer.Option("auto", "--device", help="Where to compute; auto = CUDA when available."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=1, help="Tile length in positions for tiled engines."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=1, metavar="N", help="Tile length in positions for tiled engines."),
     dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype of weights and activations."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="Output format, when the suffix does not say."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary lines."),

@@ -11,6 +11,7 @@ from pgf.workflows.attribute import RegionSummary
 
 
 def format_bytes(n: int) -> str:
+    """1536 -> '1.5 KB'."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -19,6 +20,7 @@ def format_bytes(n: int) -> str:
 
 
 def summary_line(summary: RegionSummary) -> str:
+    """One line per finished region: coordinates, name, length, masked bases, time, memory, target."""
     region = summary.region
     label = region.to_string(commas=True) + (f" ({region.name})" if region.name else "")
     masked = f", {summary.masked_bases:,} masked" if summary.masked_bases else ""
@@ -41,7 +43,9 @@ class RichReporter:
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
-            disable=quiet,
+            # Rich draws nothing on a non-terminal (a log file, a pipe) except a blank
+            # line when the bar stops, which would sit before the one-line error message.
+            disable=quiet or not self.console.is_interactive,
         )
         self._task = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 import pgf
 from pgf.engine.base import Progress
 from pgf.engine.registry import DEFAULT_ENGINE, get_engine
-from pgf.errors import OutputError, PgfUserError
+from pgf.errors import GenomeError, OutputError, PgfUserError
 from pgf.io.atomic import check_output_path
 from pgf.io.genome import Genome
 from pgf.io.onehot import one_hot
@@ -92,6 +93,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_regions(genome: Genome, specs: list[str], bed: Path | None) -> list[Region]:
+    """The --region strings then the BED regions, checked against the genome; at least one."""
     regions = [parse_region(spec, genome.chrom_sizes) for spec in specs]
     if bed is not None:
         regions += read_bed(bed, genome.chrom_sizes)
@@ -101,6 +103,7 @@ def resolve_regions(genome: Genome, specs: list[str], bed: Path | None) -> list[
 
 
 def _check_regions_fit_format(regions: list[Region], fmt: str) -> None:
+    """HDF5 takes each region once; bedGraph and bigWig (one value per base) take no overlaps."""
     if fmt == "h5":
         seen = set()
         for region in regions:
@@ -117,10 +120,35 @@ def _check_regions_fit_format(regions: list[Region], fmt: str) -> None:
             )
 
 
+def _check_output_is_not_an_input(request: AttributeRequest) -> None:
+    """Refuse an output path that names an input (even with --force it would replace it)."""
+    inputs = {
+        "the FASTA": request.fasta,
+        "the FASTA index": Path(f"{request.fasta}.fai"),
+        "the bgzip index": Path(f"{request.fasta}.gzi"),
+        "the BED file": request.bed,
+    }
+    output = Path(request.output).resolve()
+    for what, path in inputs.items():
+        if path is not None and Path(path).resolve() == output:
+            raise OutputError(f"output {request.output} is {what}; choose another output path")
+
+
 def _peak_memory(device: torch.device) -> tuple[int, str]:
+    """Peak memory in bytes and what it measures (CUDA allocations, or the process RSS)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device), "peak CUDA"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS"
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "peak RSS"
+
+
+def _encode(genome: Genome, region: Region) -> np.ndarray:
+    """One-hot of `region`; a bad sequence character is reported with the file and region."""
+    sequence = genome.fetch(region)
+    try:
+        return one_hot(sequence)
+    except GenomeError as exc:
+        raise GenomeError(f"{genome.path}, region {region}: {exc}") from None
 
 
 def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -> list[RegionSummary]:
@@ -134,6 +162,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
         raise PgfUserError("--tile must be a positive number of positions")
     fmt = resolve_format(request.output, request.fmt)
     check_output_path(request.output, request.force)
+    _check_output_is_not_an_input(request)
     engine = get_engine(request.engine, request.tile)
     device = resolve_device(request.device)
     dtype = DTYPES[request.dtype]
@@ -164,7 +193,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
                 began = time.perf_counter()
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                encoded = one_hot(genome.fetch(region))
+                encoded = _encode(genome, region)
                 inputs = torch.from_numpy(encoded).to(device=device, dtype=dtype).unsqueeze(0)
                 result = engine.gradient(loaded.model, inputs, target, [region.start], progress)
                 gradient = result.gradient[0].detach().float().cpu().numpy()
