@@ -227,7 +227,7 @@ USER_ERRORS: dict[str, tuple[Case, list[str]]] = {
     ),
     "digits in the FASTA sequence": (
         lambda g, i, o: [fasta_with_digits(i), "--region", "chr1:1-40", "--model", "random-test", "-o", o / "x.h5"],
-        ["invalid sequence character '1'", "chr1:1-40"],
+        ["invalid sequence character '1' at chr1:9 ", "(4 invalid characters in chr1:1-40)"],
     ),
 }
 

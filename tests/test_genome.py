@@ -191,6 +191,7 @@ def test_duplicate_names(tmp_path):
     with pytest.raises(GenomeError) as info:
         Genome(path)
     assert str(info.value) == f'{path}: Duplicate key "chr1"'
+    assert not (tmp_path / "dup.fa.fai").exists()  # no index left behind for a refused file
 
 
 def test_index_cannot_be_built_permission_error(tmp_path, monkeypatch):

@@ -267,3 +267,14 @@ def test_find_overlap():
     assert find_overlap([a, Region("chr1", 0, 100, "again")]) is not None
     # same coordinates on different sequences do not overlap
     assert find_overlap([Region("chr1", 0, 10), Region("chrX", 0, 10)]) is None
+
+
+def test_negative_bed_start_is_named(tmp_path):
+    from pgf.errors import RegionError
+    from pgf.io.regions import read_bed
+
+    bed = tmp_path / "neg.bed"
+    bed.write_text("chr1\t-5\t10\n")
+    with pytest.raises(RegionError) as info:
+        read_bed(bed, {"chr1": 100})
+    assert str(info.value) == f"{bed}:1: BED start -5 is negative (BED is 0-based)"

@@ -10,6 +10,7 @@ import typer
 
 import pgf
 from pgf.cli.errors import Settings, run_guarded
+from pgf.cli.models_cmd import VOCAB_HELP, models_app
 from pgf.cli.progress import RichReporter
 from pgf.engine.registry import DEFAULT_ENGINE, ENGINES
 from pgf.io.writers import FORMATS
@@ -25,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(models_app, name="models")
 
 Method = Enum("Method", {name: name for name in METHODS}, type=str)
 EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)
@@ -64,6 +66,11 @@ def attribute(
     regions: Optional[Path] = typer.Option(None, "--regions", metavar="BED", help="BED file of regions (0-based half-open, optional name column)."),
     model: str = typer.Option(BUILTIN, "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' (untrained, for smoke tests) or a checkpoint directory."),
     target: Optional[str] = typer.Option(None, "--target", "-t", metavar="TARGET", help=TARGET_HELP),
+    target_window: Optional[str] = typer.Option(
+        None, "--target-window", metavar="REGION",
+        help="Restrict a sum or loglik target to CHROM:START-END (1-based, inside every region).",
+    ),
+    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
     method: Method = typer.Option(DEFAULT_METHOD, "--method", help=METHOD_HELP),
     engine: EngineName = typer.Option(DEFAULT_ENGINE, "--engine", help="'autograd' (plain reverse mode) or 'pgf' (tiled adjoint; not yet in this version)."),
     device: Device = typer.Option("auto", "--device", help="Where to compute; auto = CUDA when available."),
@@ -82,6 +89,8 @@ def attribute(
         bed=regions,
         model=model,
         target=target,
+        target_window=target_window,
+        vocab=vocab,
         method=method.value,
         engine=engine.value,
         device=device.value,

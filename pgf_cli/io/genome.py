@@ -42,7 +42,7 @@ class Genome:
         indexes = [Path(f"{self.path}.fai")] + ([Path(f"{self.path}.gzi")] if compressed else [])
         missing = [index for index in indexes if not index.exists()]
         try:
-            self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, rebuild=False)
+            self._fasta = self._open(missing)
         except pyfaidx.UnsupportedCompressionFormat:
             base = self.path.name.removesuffix(".gz").removesuffix(".bgz")
             raise GenomeError(
@@ -70,6 +70,15 @@ class Genome:
         if not self.chrom_sizes:
             self._fasta.close()
             raise GenomeError(f"{self.path} holds no sequences")
+
+    def _open(self, missing_indexes: list[Path]) -> pyfaidx.Fasta:
+        """Open with pyfaidx; an index it starts building for a file it then refuses is removed."""
+        try:
+            return pyfaidx.Fasta(str(self.path), as_raw=True, rebuild=False)
+        except BaseException:
+            for index in missing_indexes:
+                index.unlink(missing_ok=True)
+            raise
 
     def fetch(self, region: Region) -> str:
         """The sequence of `region` (0-based half-open), as a str of length len(region)."""

@@ -19,6 +19,17 @@ _MASKED_CODES = "NRYSWKMBDHVU-."
 _INVALID = 255
 _MASKED = 4
 
+class InvalidSequenceError(GenomeError):
+    """A character that is neither a base nor an IUPAC code; `offset` is 0-based in the sequence."""
+
+    def __init__(self, character: str, offset: int, count: int):
+        super().__init__(
+            f"invalid sequence character {character!r} at offset {offset} "
+            f"({count} invalid characters in all); expected A, C, G, T or IUPAC codes"
+        )
+        self.character, self.offset, self.count = character, offset, count
+
+
 _LOOKUP = np.full(256, _INVALID, dtype=np.uint8)
 for _index, _base in enumerate(BASES):
     _LOOKUP[ord(_base)] = _index
@@ -35,10 +46,7 @@ def base_indices(sequence: str) -> np.ndarray:
     bad = np.flatnonzero(codes == _INVALID)
     if bad.size:
         position = int(bad[0])
-        raise GenomeError(
-            f"invalid sequence character {sequence[position]!r} at offset {position} "
-            f"({bad.size} invalid characters in all); expected A, C, G, T or IUPAC codes"
-        )
+        raise InvalidSequenceError(sequence[position], position, int(bad.size))
     return codes
 
 

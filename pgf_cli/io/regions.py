@@ -140,6 +140,8 @@ def read_bed(path: str | Path, chrom_sizes: Mapping[str, int]) -> list[Region]:
             start, end = int(fields[1]), int(fields[2])
         except ValueError:
             raise RegionError(f"{origin}: start and end must be whole numbers, got {fields[1]!r}, {fields[2]!r}") from None
+        if start < 0:
+            raise RegionError(f"{origin}: BED start {start} is negative (BED is 0-based)")
         name = fields[3].strip() if len(fields) > 3 and fields[3].strip() else None
         regions.append(check_region(Region(chrom, start, end, name), chrom_sizes, origin))
     if not regions:

@@ -15,15 +15,15 @@ import torch
 import pgf
 from pgf.engine.base import Progress
 from pgf.engine.registry import DEFAULT_ENGINE, get_engine
-from pgf.errors import GenomeError, OutputError, PgfUserError
+from pgf.errors import GenomeError, OutputError, PgfUserError, TargetError
 from pgf.io.atomic import check_output_path
 from pgf.io.genome import Genome
-from pgf.io.onehot import one_hot
+from pgf.io.onehot import InvalidSequenceError, one_hot
 from pgf.io.regions import Region, find_overlap, parse_region, read_bed
 from pgf.io.tracks import AttributionTrack, RunMetadata
 from pgf.io.writers import open_writer, resolve_format
 from pgf.models.registry import BUILTIN, load_model
-from pgf.models.targets import parse_target
+from pgf.models.targets import Target, parse_target
 from pgf.workflows.methods import DEFAULT_METHOD, METHODS, score_gradient
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -39,6 +39,8 @@ class AttributeRequest:
     bed: Path | None = None
     model: str = BUILTIN
     target: str | None = None
+    target_window: str | None = None
+    vocab: str | None = None
     method: str = DEFAULT_METHOD
     engine: str = DEFAULT_ENGINE
     device: str = "auto"
@@ -134,6 +136,19 @@ def _check_output_is_not_an_input(request: AttributeRequest) -> None:
             raise OutputError(f"output {request.output} is {what}; choose another output path")
 
 
+def _resolve_target(request: AttributeRequest, model, genome: Genome, regions: list[Region]) -> Target:
+    """Parse --target (and --target-window) and check it can be evaluated on every region."""
+    target = parse_target(request.target, model)
+    if request.target_window is not None:
+        window = parse_region(request.target_window, genome.chrom_sizes)
+        target = target.with_window(window.chrom, window.start, window.end)
+    if target.kind == "position" and len({region.chrom for region in regions}) > 1:
+        raise TargetError("a position:P target names no sequence; give regions on one sequence only")
+    for region in regions:
+        target.check_region(region.start, region.end, str(region), chrom=region.chrom)
+    return target
+
+
 def _peak_memory(device: torch.device) -> tuple[int, str]:
     """Peak memory in bytes and what it measures (CUDA allocations, or the process RSS)."""
     if device.type == "cuda":
@@ -147,8 +162,12 @@ def _encode(genome: Genome, region: Region) -> np.ndarray:
     sequence = genome.fetch(region)
     try:
         return one_hot(sequence)
-    except GenomeError as exc:
-        raise GenomeError(f"{genome.path}, region {region}: {exc}") from None
+    except InvalidSequenceError as exc:
+        raise GenomeError(
+            f"{genome.path}: invalid sequence character {exc.character!r} at "
+            f"{region.chrom}:{region.start + exc.offset + 1:,} ({exc.count} invalid characters in {region}); "
+            "expected A, C, G, T or IUPAC codes"
+        ) from None
 
 
 def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -> list[RegionSummary]:
@@ -170,12 +189,10 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     with Genome(request.fasta) as genome:
         regions = resolve_regions(genome, request.regions, request.bed)
         _check_regions_fit_format(regions, fmt)
-        loaded = load_model(request.model, device=device, dtype=dtype)
+        loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)
         if not loaded.info.trained:
             reporter.warn(f"model {loaded.info.model_id!r} is a {loaded.info.note}")
-        target = parse_target(request.target, loaded.model)
-        for region in regions:
-            target.check_region(region.start, region.end, str(region))
+        target = _resolve_target(request, loaded.model, genome, regions)
         metadata = RunMetadata(
             method=request.method,
             target=target.spec,
