@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 import pgf
 from pgf.cli.app import app
 from pgf.models.registry import load_model
+from helpers import random_sequence, write_fasta
 
 REPO = Path(__file__).resolve().parents[1]
 BASES = "ACGT"
@@ -39,11 +40,6 @@ SOFT_MASKED = (400, 500)
 CHROM_SIZES = {"chr1": 1500, "chr2": 800}
 
 
-def random_sequence(length: int, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    return "".join(rng.choice(list(BASES), size=length))
-
-
 def make_sequences() -> dict[str, str]:
     chr1 = list(random_sequence(CHROM_SIZES["chr1"], seed=1))
     chr1[N_RUN[0] : N_RUN[1]] = "N" * (N_RUN[1] - N_RUN[0])
@@ -53,14 +49,6 @@ def make_sequences() -> dict[str, str]:
 
 SEQUENCES = make_sequences()
 
-
-def write_fasta(path: Path, records: dict[str, str], width: int = 60) -> Path:
-    with open(path, "w") as handle:
-        for name, sequence in records.items():
-            handle.write(f">{name} test sequence\n")
-            for i in range(0, len(sequence), width):
-                handle.write(sequence[i : i + width] + "\n")
-    return path
 
 
 def encode(sequence: str) -> np.ndarray:

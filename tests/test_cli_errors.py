@@ -21,22 +21,11 @@ from typer.testing import CliRunner
 
 from pgf.cli.app import app
 from pgf.engine.autograd import AutogradEngine
+from helpers import random_sequence, write_fasta
 
 CHROM_SIZES = {"chr1": 1200, "chr2": 600}
 
 
-def random_sequence(length: int, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    return "".join(rng.choice(list("ACGT"), size=length))
-
-
-def write_fasta(path: Path, records: dict[str, str], width: int = 60) -> Path:
-    with open(path, "w") as handle:
-        for name, sequence in records.items():
-            handle.write(f">{name}\n")
-            for i in range(0, len(sequence), width):
-                handle.write(sequence[i : i + width] + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

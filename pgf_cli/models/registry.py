@@ -60,6 +60,19 @@ def save_checkpoint(model: TrackSSM, directory: str | Path) -> None:
     (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
 
 
+def _checkpoint_model(directory: Path, model: SequenceModel, architecture: str, context_length: int | None) -> LoadedModel:
+    """A loaded checkpoint with its identity (id = directory name, checksum of the parameters)."""
+    info = ModelInfo(
+        model_id=directory.resolve().name,
+        architecture=architecture,
+        checksum=state_checksum(model.state_dict()),
+        trained=True,
+        n_parameters=_count_parameters(model),
+        context_length=context_length,
+    )
+    return LoadedModel(model, info)
+
+
 def _load_track_ssm(directory: Path, config_data: dict) -> LoadedModel:
     try:
         config = TrackSSMConfig.from_dict(config_data)
@@ -67,16 +80,13 @@ def _load_track_ssm(directory: Path, config_data: dict) -> LoadedModel:
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{directory}/config.json: {exc}") from None
     load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
-    info = ModelInfo(
-        model_id=directory.resolve().name,
+    return _checkpoint_model(
+        directory,
+        model,
         architecture=f"{MODEL_TYPE} ({'bi' if config.bidirectional else 'causal '}Mamba, "
         f"d_model {config.d_model}, {config.n_layer} layers)",
-        checksum=state_checksum(model.state_dict()),
-        trained=True,
-        n_parameters=_count_parameters(model),
         context_length=config.context_length,
     )
-    return LoadedModel(model, info)
 
 
 def _load_hf_mamba(directory: Path, config_data: dict, vocab: str | None) -> LoadedModel:
@@ -88,16 +98,13 @@ def _load_hf_mamba(directory: Path, config_data: dict, vocab: str | None) -> Loa
         raise ModelError(f"{directory}/config.json: {exc}") from None
     vocabulary.check(config.vocab_size, str(directory))
     load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
-    info = ModelInfo(
-        model_id=directory.resolve().name,
+    return _checkpoint_model(
+        directory,
+        model,
         architecture=f"Hugging Face MambaForCausalLM (causal, d_model {config.hidden_size}, "
         f"{config.num_hidden_layers} layers, vocabulary {vocabulary.to_string()})",
-        checksum=state_checksum(model.state_dict()),
-        trained=True,
-        n_parameters=_count_parameters(model),
         context_length=None,
     )
-    return LoadedModel(model, info)
 
 
 def _load_caduceus(directory: Path, config_data: dict, vocab: str | None) -> LoadedModel:
@@ -114,16 +121,13 @@ def _load_caduceus(directory: Path, config_data: dict, vocab: str | None) -> Loa
             raise ModelError(f"{directory}: {name} in the weights differs from complement_map in config.json")
     load_state_strictly(model, state, model.tied_parameter_names(), str(directory))
     kind = "ps, reverse-complement equivariant" if config.rcps else "ph"
-    info = ModelInfo(
-        model_id=directory.resolve().name,
+    return _checkpoint_model(
+        directory,
+        model,
         architecture=f"Caduceus-{kind} (masked LM, bidirectional={config.bidirectional}, d_model {config.d_model}, "
         f"{config.n_layer} layers, fused_add_norm={config.fused_add_norm}, vocabulary {vocabulary.to_string()})",
-        checksum=state_checksum(model.state_dict()),
-        trained=True,
-        n_parameters=_count_parameters(model),
         context_length=config_data.get("max_seq_len") or config_data.get("max_position_embeddings"),
     )
-    return LoadedModel(model, info)
 
 
 def _vocabulary(
