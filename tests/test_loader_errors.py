@@ -82,10 +82,11 @@ def test_residual_in_fp32_is_honoured(rcps):
     block = CaduceusBlock(config).to(torch.bfloat16)
     width = 16 if rcps else 8
     hidden = torch.randn(1, 10, width, dtype=torch.bfloat16)
-    _, residual = block(hidden, None)
-    assert residual.dtype == torch.float32
+    layer = block.tiled()
+    assert layer.skip(hidden).dtype == torch.float32
+    assert layer.whole(hidden).dtype == torch.float32
     plain = CaduceusBlock(CaduceusConfig(d_model=8, n_layer=1, rcps=rcps, complement_map=config.complement_map)).to(torch.bfloat16)
-    assert plain(hidden, None)[1].dtype == torch.bfloat16
+    assert plain.tiled().skip(hidden).dtype == torch.bfloat16
 
 
 def test_random_test_model_on_device_and_dtype():

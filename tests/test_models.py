@@ -88,7 +88,7 @@ def test_checksum_changes_with_any_weight():
     model = build_random_test_model()
     before = state_checksum(model.state_dict())
     with torch.no_grad():
-        model.head.bias[0] += 1e-6
+        model.track_head.bias[0] += 1e-6
     assert state_checksum(model.state_dict()) != before
 
 
@@ -135,9 +135,9 @@ def edit_weights(directory, edit):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda s: s.pop("head.bias"), "missing weight 'head.bias'"),
+        (lambda s: s.pop("track_head.bias"), "missing weight 'track_head.bias'"),
         (lambda s: s.update(extra=torch.zeros(2)), "unexpected weight 'extra'"),
-        (lambda s: s.update({"head.bias": torch.zeros(3)}), "weight 'head.bias' has shape (3,)"),
+        (lambda s: s.update({"track_head.bias": torch.zeros(3)}), "weight 'track_head.bias' has shape (3,)"),
         (lambda s: s["norm_f.weight"].__setitem__(0, float("nan")), "'norm_f.weight' holds NaN or infinite"),
         (lambda s: s["norm_f.weight"].__setitem__(0, float("inf")), "'norm_f.weight' holds NaN or infinite"),
     ],

@@ -4,6 +4,11 @@ A `SequenceModel` takes a one-hot batch (b, L, 4) (columns A C G T, all-zero
 rows for N) as a float tensor, so that d f / d onehot is defined, and returns
 a dict of named per-position outputs, each (b, L, channels). Targets (what to
 differentiate) are defined on those outputs in `pgf.models.targets`.
+
+Every model is written as pointwise `embed`, a list of `TiledLayer`s
+(directional scans between pointwise maps) and a pointwise `head`; its forward
+is their composition (see `pgf.models.layered`), which is what lets engines
+sweep it tile by tile.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pgf.models.layered import TiledLayer
 from pgf.models.tokens import DnaVocabulary
 
 
@@ -34,7 +40,8 @@ class SequenceModel(nn.Module, ABC):
     """Base class of every model pgf runs.
 
     Subclasses set `output_channels` (output name -> channel names, the first
-    output being the default) and `default_target` (a target spec string).
+    output being the default) and `default_target` (a target spec string), and
+    implement `embed`, `tiled_layers` and `head`.
     """
 
     output_channels: dict[str, list[str]]
@@ -45,8 +52,23 @@ class SequenceModel(nn.Module, ABC):
     vocabulary: "DnaVocabulary | None" = None
 
     @abstractmethod
+    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
+        """Pointwise: one-hot (b, L, 4) -> the stream entering the first layer (b, L, width)."""
+
+    @abstractmethod
+    def tiled_layers(self) -> list["TiledLayer"]:
+        """The layers as directional scans between pointwise maps, first to last."""
+
+    @abstractmethod
+    def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pointwise: the last layer's output stream -> named outputs (b, L, channels)."""
+
     def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map a one-hot batch (b, L, 4) to named outputs, each (b, L, channels)."""
+        stream = self.embed(onehot)
+        for layer in self.tiled_layers():
+            stream = layer.whole(stream)
+        return self.head(stream)
 
     @property
     def default_output(self) -> str:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pgf.models.base import SequenceModel
+from pgf.models.layered import Scan, TiledLayer, bimamba_scans, pair_strategy
 from pgf.models.mamba import BiMambaMixer
 from pgf.models.tokens import CADUCEUS, PLANT_CADUCEUS, DnaVocabulary
 
@@ -159,26 +160,45 @@ class CaduceusBlock(nn.Module):
     def norm_module(self) -> nn.Module:
         return self.norm.submodule if isinstance(self.norm, Submodule) else self.norm
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        summed = hidden if residual is None else hidden + residual
-        norm = self.norm_module
-        if not self.config.rcps:
-            normed, residual = norm(summed.to(norm.weight.dtype)), summed
-        else:
-            first, second = summed.chunk(2, dim=-1)
-            if self.config.fused_add_norm:  # published ps checkpoints: halves swap
-                first, second = second, first
-            residual = torch.cat([first, second], dim=-1)
-            normed = torch.cat([norm(first), flip_lc(norm(flip_lc(second)))], dim=-1)
+    def to_residual(self, stream: torch.Tensor) -> torch.Tensor:
         if self.config.residual_in_fp32:
-            residual = residual.to(torch.promote_types(residual.dtype, torch.float32))
-        return self.mix(normed), residual
+            return stream.to(torch.promote_types(stream.dtype, torch.float32))
+        return stream
 
-    def mix(self, hidden: torch.Tensor) -> torch.Tensor:
-        if not self.config.rcps:
-            return self.bimamba(hidden)
-        forward_half, rc_half = hidden.chunk(2, dim=-1)
-        return torch.cat([self.bimamba(forward_half), flip_lc(self.bimamba(flip_lc(rc_half)))], dim=-1)
+    def tiled(self) -> TiledLayer:
+        """With the summed stream x = hidden + residual: x' = skip(x) + mixer(add-norm(x)).
+
+        ps: the forward-strand half feeds the BiMamba as is (a causal and an
+        anti-causal scan); the RC half feeds it flipped over length and
+        channels, which makes its forward scan anti-causal and its reverse scan
+        causal in genome coordinates.
+        """
+        norm, mixer, config = self.norm_module, self.bimamba, self.config
+        if not config.rcps:
+            scans = bimamba_scans(mixer, prepare=lambda x: norm(x.to(norm.weight.dtype)))
+            strategy, pairs = pair_strategy(mixer, len(scans))
+            return TiledLayer(scans, skip=self.to_residual, strategy=strategy, pairs=pairs)
+        d = config.d_model
+
+        def halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            first, second = x[..., :d], x[..., d:]
+            return (second, first) if config.fused_add_norm else (first, second)  # fused: halves swap
+
+        def place_forward(out: torch.Tensor) -> torch.Tensor:
+            return torch.cat([out, torch.zeros_like(out)], dim=-1)
+
+        def place_rc(out: torch.Tensor) -> torch.Tensor:
+            return torch.cat([torch.zeros_like(out), out.flip(-1)], dim=-1)
+
+        scans = bimamba_scans(mixer, prepare=lambda x: norm(halves(x)[0]), place=place_forward)
+        rc_prepare = lambda x: norm(halves(x)[1].flip(-1))  # noqa: E731
+        scans.append(Scan(mixer.mamba_fwd, reverse=True, prepare=rc_prepare, place=place_rc))
+        if mixer.mamba_rev is not None:
+            scans.append(Scan(mixer.mamba_rev, reverse=False, prepare=rc_prepare, place=place_rc))
+        strategy, pairs = pair_strategy(mixer, len(scans))
+        return TiledLayer(
+            scans, skip=lambda x: self.to_residual(torch.cat(halves(x), dim=-1)), strategy=strategy, pairs=pairs
+        )
 
 
 class CaduceusBackbone(nn.Module):
@@ -248,24 +268,19 @@ class CaduceusLM(SequenceModel):
         # E(RC(x)) flipped over length and channels = flip_C of the complement tokens' embeddings
         return torch.cat([forward, self.complement_vocabulary.embed(onehot, weight).flip(-1)], dim=-1)
 
-    def final_norm(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        summed = hidden if residual is None else hidden + residual
+    def tiled_layers(self) -> list[TiledLayer]:
+        return [layer.tiled() for layer in self.caduceus.backbone.layers]
+
+    def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Final norm (per strand half for ps; no swap) and the (RC-summed) LM head."""
         norm_f = self.caduceus.backbone.norm_f
         norm = norm_f.submodule if isinstance(norm_f, Submodule) else norm_f
         if not self.config.rcps:
-            return norm(summed.to(norm.weight.dtype))
-        first, second = summed.chunk(2, dim=-1)  # no swap in the final norm
-        return torch.cat([norm(first), flip_lc(norm(flip_lc(second)))], dim=-1)
-
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        if not self.config.rcps:
-            return self.lm_head(hidden)
+            return {"logits": self.lm_head(norm(stream.to(norm.weight.dtype)))}
         weight = self.lm_head.lm_head.weight
-        forward_half, rc_half = hidden.chunk(2, dim=-1)
-        return F.linear(forward_half, weight) + F.linear(rc_half.flip(-1), weight[self.lm_head.complement_map])
-
-    def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden, residual = self.embed(onehot), None
-        for layer in self.caduceus.backbone.layers:
-            hidden, residual = layer(hidden, residual)
-        return {"logits": self.head(self.final_norm(hidden, residual))}
+        d = self.config.d_model
+        # flip_C of the RC half's flip_LC-normed output is norm(flip_C(half))
+        return {
+            "logits": F.linear(norm(stream[..., :d]), weight)
+            + F.linear(norm(stream[..., d:].flip(-1)), weight[self.lm_head.complement_map])
+        }

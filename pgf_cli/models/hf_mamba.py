@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pgf.models.base import SequenceModel
+from pgf.models.layered import Scan, TiledLayer
 from pgf.models.mamba import MambaMixer
 from pgf.models.tokens import DnaVocabulary
 
@@ -65,11 +66,14 @@ class HFMambaBlock(nn.Module):
             bias=config.use_bias,
         )
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        residual = hidden
+    def skip(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.residual_in_fp32:
-            residual = residual.to(torch.promote_types(residual.dtype, torch.float32))
-        return residual + self.mixer(self.norm(hidden))
+            return hidden.to(torch.promote_types(hidden.dtype, torch.float32))
+        return hidden
+
+    def tiled(self) -> TiledLayer:
+        """hidden' = residual + mixer(RMSNorm(hidden))."""
+        return TiledLayer([Scan(self.mixer, prepare=self.norm)], skip=self.skip)
 
 
 class HFMambaBackbone(nn.Module):
@@ -102,9 +106,12 @@ class HFMambaLM(SequenceModel):
     def tied_parameter_names(self) -> dict[str, str]:
         return {"lm_head.weight": "backbone.embeddings.weight"} if self.config.tie_word_embeddings else {}
 
-    def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self.vocabulary.embed(onehot, self.backbone.embeddings.weight)
-        for layer in self.backbone.layers:
-            hidden = layer(hidden)
-        hidden = self.backbone.norm_f(hidden.to(self.backbone.norm_f.weight.dtype))
+    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
+        return self.vocabulary.embed(onehot, self.backbone.embeddings.weight)
+
+    def tiled_layers(self) -> list[TiledLayer]:
+        return [layer.tiled() for layer in self.backbone.layers]
+
+    def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.backbone.norm_f(stream.to(self.backbone.norm_f.weight.dtype))
         return {"logits": self.lm_head(hidden)}

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pgf.models.base import SequenceModel
+from pgf.models.layered import Scan, TiledLayer, bimamba_scans, pair_strategy
 from pgf.models.mamba import BiMambaMixer, MambaMixer
 
 MODEL_TYPE = "pgf-track-ssm"
@@ -57,7 +58,8 @@ class TrackSSMConfig:
 
 
 class TrackBlock(nn.Module):
-    """Mamba block without MLP: residual = h + residual; h = mixer(RMSNorm(residual))."""
+    """Mamba block without MLP: with the summed stream x = h + residual,
+    x' = x + mixer(RMSNorm(x))."""
 
     def __init__(self, config: TrackSSMConfig):
         super().__init__()
@@ -73,9 +75,13 @@ class TrackBlock(nn.Module):
             self.mixer = MambaMixer(config.d_model, **mixer_kwargs)
         self.norm = nn.RMSNorm(config.d_model, eps=config.norm_epsilon)
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        residual = hidden if residual is None else hidden + residual
-        return self.mixer(self.norm(residual)), residual
+    def tiled(self) -> TiledLayer:
+        mixer = self.mixer if isinstance(self.mixer, BiMambaMixer) else None
+        if mixer is None:
+            return TiledLayer([Scan(self.mixer, prepare=self.norm)])
+        scans = bimamba_scans(mixer, prepare=self.norm)
+        strategy, pairs = pair_strategy(mixer, len(scans))
+        return TiledLayer(scans, strategy=strategy, pairs=pairs)
 
 
 class TrackSSM(SequenceModel):
@@ -87,7 +93,7 @@ class TrackSSM(SequenceModel):
         self.embedding = nn.Linear(4, config.d_model, bias=True)  # bias = the N embedding
         self.layers = nn.ModuleList(TrackBlock(config) for _ in range(config.n_layer))
         self.norm_f = nn.RMSNorm(config.d_model, eps=config.norm_epsilon)
-        self.head = nn.Linear(config.d_model, len(config.channels))
+        self.track_head = nn.Linear(config.d_model, len(config.channels))
         self.output_channels = {"track": list(config.channels)}
         self.default_target = "sum"
 
@@ -100,10 +106,11 @@ class TrackSSM(SequenceModel):
                 tied.update({prefix + a: prefix + s for a, s in layer.mixer.tied_parameter_names().items()})
         return tied
 
-    def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self.embedding(onehot)
-        residual = None
-        for layer in self.layers:
-            hidden, residual = layer(hidden, residual)
-        hidden = self.norm_f(hidden if residual is None else hidden + residual)
-        return {"track": self.head(hidden)}
+    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
+        return self.embedding(onehot)
+
+    def tiled_layers(self) -> list[TiledLayer]:
+        return [layer.tiled() for layer in self.layers]
+
+    def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"track": self.track_head(self.norm_f(stream))}
