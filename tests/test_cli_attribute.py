@@ -202,7 +202,7 @@ def test_hdf5_attributes_and_warning(genome, tmp_path):
         "target": "sum:signal",
         "model_id": "random-test",
         "model_checksum": load_model("random-test").info.checksum,
-        "engine": "autograd",
+        "engine": "pgf",
         "dtype": "float32",
         "tool_version": pgf.__version__,
     }

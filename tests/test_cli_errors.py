@@ -20,7 +20,7 @@ import torch
 from typer.testing import CliRunner
 
 from pgf.cli.app import app
-from pgf.engine.autograd import AutogradEngine
+from pgf.engine.adjoint import AdjointEngine
 from helpers import random_sequence, write_fasta
 
 CHROM_SIZES = {"chr1": 1200, "chr2": 600}
@@ -170,10 +170,6 @@ USER_ERRORS: dict[str, tuple[Case, list[str]]] = {
         lambda g, i, o: [g, "--region", "chr1:1-10", "--model", i, "-o", o / "x.h5"],
         ["no config.json"],
     ),
-    "engine pgf": (
-        lambda g, i, o: [g, "--region", "chr1:1-10", "--model", "random-test", "--engine", "pgf", "-o", o / "x.h5"],
-        ["PGF adjoint engine is not part of this version", "--engine autograd"],
-    ),
     "unknown target kind": (
         lambda g, i, o: [g, "--region", "chr1:1-10", "--model", "random-test", "--target", "max", "-o", o / "x.h5"],
         ["unknown target 'max'"],
@@ -306,8 +302,8 @@ def test_missing_output_option_is_a_usage_error(genome):
 
 
 def fail_on_call(monkeypatch, number: int, exception: BaseException) -> dict[str, int]:
-    """Make the autograd engine raise `exception` on its `number`-th call (1-based)."""
-    original = AutogradEngine.gradient
+    """Make the default (PGF adjoint) engine raise `exception` on its `number`-th call (1-based)."""
+    original = AdjointEngine.gradient
     calls = {"n": 0}
 
     def gradient(self, *args, **kwargs):
@@ -316,7 +312,7 @@ def fail_on_call(monkeypatch, number: int, exception: BaseException) -> dict[str
             raise exception
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(AutogradEngine, "gradient", gradient)
+    monkeypatch.setattr(AdjointEngine, "gradient", gradient)
     return calls
 
 

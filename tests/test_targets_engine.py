@@ -98,8 +98,8 @@ def test_progress_is_reported():
 
 def test_engine_registry():
     assert get_engine("autograd").name == "autograd"
-    with pytest.raises(PgfUserError, match="not part of this version"):
-        get_engine("pgf")
+    engine = get_engine("pgf", tile=128)
+    assert engine.name == "pgf" and engine.tile == 128
     with pytest.raises(PgfUserError, match="unknown engine"):
         get_engine("magic")
 

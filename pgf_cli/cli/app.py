@@ -12,11 +12,13 @@ import pgf
 from pgf.cli.errors import Settings, run_guarded
 from pgf.cli.models_cmd import VOCAB_HELP, models_app
 from pgf.cli.progress import RichReporter
+from pgf.engine.adjoint import DEFAULT_TILE
 from pgf.engine.registry import DEFAULT_ENGINE, ENGINES
 from pgf.io.writers import FORMATS
 from pgf.models.registry import BUILTIN
 from pgf.models.targets import TARGET_HELP
 from pgf.workflows.attribute import DTYPES, AttributeRequest, run_attribute
+from pgf.workflows.check import run_check
 from pgf.workflows.methods import DEFAULT_METHOD, METHODS
 
 app = typer.Typer(
@@ -72,9 +74,15 @@ def attribute(
     ),
     vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
     method: Method = typer.Option(DEFAULT_METHOD, "--method", help=METHOD_HELP),
-    engine: EngineName = typer.Option(DEFAULT_ENGINE, "--engine", help="'autograd' (plain reverse mode) or 'pgf' (tiled adjoint; not yet in this version)."),
+    engine: EngineName = typer.Option(
+        DEFAULT_ENGINE, "--engine",
+        help="'pgf': the tiled adjoint sweep, exact and memory-bounded (default); 'autograd': plain reverse mode, the reference.",
+    ),
     device: Device = typer.Option("auto", "--device", help="Where to compute; auto = CUDA when available."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=1, metavar="N", help="Tile length in positions for tiled engines."),
+    tile: Optional[int] = typer.Option(
+        None, "--tile", min=1, metavar="N", help=f"Positions recomputed at a time by the pgf engine (default {DEFAULT_TILE})."
+    ),
+    offload: bool = typer.Option(False, "--offload", help="Keep each layer's input on host memory (pgf engine on a GPU)."),
     dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype of weights and activations."),
     output: Path = typer.Option(..., "--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="Output format, when the suffix does not say."),
@@ -95,6 +103,7 @@ def attribute(
         engine=engine.value,
         device=device.value,
         tile=tile,
+        offload=offload,
         dtype=dtype.value,
         fmt=fmt.value if fmt is not None else None,
         force=force,
@@ -105,6 +114,39 @@ def attribute(
             summaries = run_attribute(request, reporter)
             total = sum(len(s.region) for s in summaries)
             reporter.info(f"wrote {output} ({len(summaries)} region{'s' if len(summaries) != 1 else ''}, {total:,} bp)")
+
+    run_guarded(work)
+
+
+@app.command()
+def check(
+    fasta: Path = typer.Argument(..., metavar="FASTA", help="Reference FASTA."),
+    region: str = typer.Option(..., "--region", "-r", metavar="REGION", help="Region CHROM:START-END (1-based); its first --length bp are used."),
+    model: str = typer.Option(BUILTIN, "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' or a checkpoint directory."),
+    length: int = typer.Option(2000, "--length", min=1, metavar="N", help="Positions to compare (plain autograd must fit)."),
+    tile: int = typer.Option(256, "--tile", min=1, metavar="N", help="Tile of the pgf engine (small, to cross many tile edges)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", metavar="TARGET", help=TARGET_HELP),
+    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
+    device: Device = typer.Option("auto", "--device", help="Where to compute."),
+    dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype."),
+) -> None:
+    """Self-test: run the pgf and autograd engines on a short slice and print how far apart they are.
+
+    Exit code 0 when the largest difference is within the tolerance of the dtype
+    (relative to the largest gradient entry), 1 when it is not.
+    """
+
+    def work() -> None:
+        result = run_check(str(fasta), region, model, length, tile, target, dtype.value, device.value, vocab)
+        typer.echo(f"region             {result.region.to_string(commas=True)} ({len(result.region):,} bp, tile {result.tile}, {result.dtype})")
+        typer.echo(f"target             autograd {result.target_autograd:.9g}   pgf {result.target_pgf:.9g}")
+        typer.echo(f"max |difference|   {result.max_abs_difference:.3e}")
+        typer.echo(f"max relative       {result.max_rel_difference:.3e} (of the largest |gradient|; tolerance {result.tolerance:.0e})")
+        typer.echo(f"time               autograd {result.seconds_autograd:.2f} s   pgf {result.seconds_pgf:.2f} s")
+        if not result.passed:
+            typer.echo("FAILED: the engines disagree beyond the tolerance; please report this with the command line", err=True)
+            raise typer.Exit(1)
+        typer.echo("OK: the engines agree")
 
     run_guarded(work)
 

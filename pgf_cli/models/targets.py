@@ -79,41 +79,55 @@ class Target:
                 raise TargetError(f"target window {w_chrom}:{w_start + 1:,}-{w_end:,} does not lie inside region {label}")
 
     def contributions(
-        self, outputs: dict[str, torch.Tensor], onehot: torch.Tensor, region_starts: Sequence[int]
+        self,
+        outputs: dict[str, torch.Tensor],
+        onehot: torch.Tensor,
+        region_starts: Sequence[int],
+        offset: int = 0,
     ) -> torch.Tensor:
-        """Per-position contributions (b, L) whose sum over L is f for each batch row.
+        """Per-position contributions (b, T) for outputs at region positions [offset, offset + T).
 
-        `onehot` (b, L, 4) is the input; only `loglik` reads it, and only to
-        select the observed bases (it is detached here).
+        Summed over all positions of the region they give f for each batch row,
+        whether the outputs come whole (offset 0) or tile by tile. `onehot`
+        (b, L, 4) is the whole region's input; only `loglik` reads it, and only
+        to select the observed bases (it is detached here).
         """
         if self.kind == "loglik":
-            return self._in_window(self._loglik(outputs[self.output], onehot.detach()), region_starts)
+            values = self._loglik(outputs[self.output], onehot.detach(), offset)
+            return self._in_window(values, region_starts, offset)
         values = outputs[self.output][..., self.channel]
         if self.kind == "sum":
-            return self._in_window(values, region_starts)
+            return self._in_window(values, region_starts, offset)
         mask = torch.zeros_like(values)
         for row, start in enumerate(region_starts):
-            mask[row, self.position - start] = 1.0
+            index = self.position - start - offset
+            if 0 <= index < values.shape[1]:
+                mask[row, index] = 1.0
         return values * mask
 
-    def _in_window(self, values: torch.Tensor, region_starts: Sequence[int]) -> torch.Tensor:
+    def _in_window(self, values: torch.Tensor, region_starts: Sequence[int], offset: int) -> torch.Tensor:
         if self.window is None:
             return values
         _, w_start, w_end = self.window
         mask = torch.zeros_like(values)
         for row, start in enumerate(region_starts):
-            mask[row, max(w_start - start, 0) : max(w_end - start, 0)] = 1.0
+            first = start + offset  # genome coordinate of values[:, 0]
+            mask[row, max(w_start - first, 0) : max(w_end - first, 0)] = 1.0
         return values * mask
 
-    def _loglik(self, logits: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    def _loglik(self, logits: torch.Tensor, onehot: torch.Tensor, offset: int) -> torch.Tensor:
         log_probs = torch.log_softmax(logits, dim=-1)
-        ids = self.vocabulary.token_ids(onehot)
-        observed = (onehot.sum(dim=-1) > 0).to(log_probs.dtype)
-        if self.lm_kind == "masked":
-            return log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * observed
-        # causal: position i predicts base i+1; the last position predicts nothing in the region
-        next_log_probs = log_probs[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) * observed[:, 1:]
-        return torch.cat([next_log_probs, log_probs.new_zeros(log_probs.shape[0], 1)], dim=1)
+        T = log_probs.shape[1]
+        if self.lm_kind == "masked":  # position i scores base i
+            predicted = onehot[:, offset : offset + T]
+        else:  # causal: position i predicts base i+1; the region's last position predicts nothing
+            predicted = onehot[:, offset + 1 : offset + T + 1]
+            missing = T - predicted.shape[1]
+            if missing:
+                predicted = torch.cat([predicted, predicted.new_zeros(predicted.shape[0], missing, 4)], dim=1)
+        ids = self.vocabulary.token_ids(predicted)
+        observed = (predicted.sum(dim=-1) > 0).to(log_probs.dtype)
+        return log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * observed
 
 
 def _resolve_channel(model: SequenceModel, text: str | None, spec: str) -> tuple[str, int, str]:

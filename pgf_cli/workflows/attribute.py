@@ -45,6 +45,7 @@ class AttributeRequest:
     engine: str = DEFAULT_ENGINE
     device: str = "auto"
     tile: int | None = None
+    offload: bool = False
     dtype: str = "float32"
     fmt: str | None = None
     force: bool = False
@@ -182,7 +183,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     fmt = resolve_format(request.output, request.fmt)
     check_output_path(request.output, request.force)
     _check_output_is_not_an_input(request)
-    engine = get_engine(request.engine, request.tile)
+    engine = get_engine(request.engine, request.tile, offload=request.offload)
     device = resolve_device(request.device)
     dtype = DTYPES[request.dtype]
 

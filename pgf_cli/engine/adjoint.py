@@ -1,0 +1,210 @@
+"""The PGF adjoint engine: exact d f / d onehot in memory bounded by the tile.
+
+Forward sweep: the stream entering every layer is kept (L x width per layer;
+on host memory with `offload`), and every scan's carried state at the start of
+every tile; nothing else. Reverse sweep, last layer first: the cotangent of the
+layer's output is pulled back through its pointwise parts tile by tile and
+through each scan tile by tile against the scan's direction (right to left for
+causal scans, left to right for anti-causal ones), recomputing one tile at a
+time from its saved start state and carrying the state's cotangent. The result
+is the same function autograd computes, only reordered and recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import torch
+
+from pgf.engine.base import Engine, GradientResult, Progress
+from pgf.models.base import SequenceModel
+from pgf.models.layered import Scan, ScanState, TiledLayer
+from pgf.models.targets import Target
+
+DEFAULT_TILE = 2048
+Tiles = list[tuple[int, int]]
+
+
+@contextmanager
+def frozen(model: torch.nn.Module):
+    """No parameter gradients while sweeping (only input gradients are wanted)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in zip(model.parameters(), flags):
+            parameter.requires_grad_(flag)
+
+
+def pointwise_vjp(
+    function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, cotangent: torch.Tensor, tiles: Tiles
+) -> torch.Tensor:
+    """x_bar = J^T cotangent of a position-wise function, one tile at a time."""
+    result = torch.empty_like(x)
+    for s, e in tiles:
+        x_tile = x[:, s:e].detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = function(x_tile)
+        (grad,) = torch.autograd.grad(out, x_tile, cotangent[:, s:e].to(out.dtype))
+        result[:, s:e] = grad
+    return result
+
+
+class _Counter:
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def step(self) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+class AdjointEngine(Engine):
+    """Reverse-mode sweep over tiles; `tile` positions are recomputed at a time."""
+
+    name = "pgf"
+
+    def __init__(self, tile: int | None = None, offload: bool = False):
+        self.tile = tile or DEFAULT_TILE
+        self.offload = offload
+
+    def _store(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to("cpu", non_blocking=True) if self.offload and t.device.type != "cpu" else t
+
+    def gradient(
+        self,
+        model: SequenceModel,
+        onehot: torch.Tensor,
+        target: Target,
+        region_starts: Sequence[int],
+        progress: Progress | None = None,
+    ) -> GradientResult:
+        batch, L, _ = onehot.shape
+        tiles = [(s, min(s + self.tile, L)) for s in range(0, L, self.tile)] or [(0, 0)]
+        layers = model.tiled_layers()
+        counter = _Counter(progress, 2 * len(tiles) * sum(len(layer.scans) for layer in layers) + 2 * len(tiles))
+        device = onehot.device
+        with frozen(model), torch.no_grad():
+            # forward sweep: keep each layer's input stream and every scan's tile-start states
+            stream = torch.cat([model.embed(onehot[:, s:e]) for s, e in tiles], dim=1)
+            inputs, starts = [], []
+            for layer in layers:
+                inputs.append(self._store(stream))
+                stream, layer_starts = self._layer_forward(layer, stream, tiles, counter)
+                starts.append(layer_starts)
+
+            # the target and its cotangent at the last stream, tile by tile
+            values = torch.zeros(batch, dtype=stream.dtype, device=device)
+            cotangent = torch.empty_like(stream)
+            for s, e in tiles:
+                x_tile = stream[:, s:e].detach().requires_grad_(True)
+                with torch.enable_grad():
+                    contribution = target.contributions(model.head(x_tile), onehot, region_starts, offset=s).sum(dim=1)
+                    total = contribution.sum()
+                (cotangent[:, s:e],) = torch.autograd.grad(total, x_tile)
+                values += contribution.detach().to(values.dtype)
+                counter.step()
+            del stream
+
+            # reverse sweep, last layer first
+            for layer, stored, layer_starts in zip(reversed(layers), reversed(inputs), reversed(starts)):
+                x = stored.to(device, non_blocking=True)
+                cotangent = self._layer_backward(layer, x, cotangent, layer_starts, tiles, counter)
+                del x
+            gradient = pointwise_vjp(model.embed, onehot, cotangent, tiles)
+            for _ in tiles:
+                counter.step()
+        return GradientResult(gradient=gradient, target_value=values)
+
+    @staticmethod
+    def _sweep_order(scan: Scan, tiles: Tiles) -> Tiles:
+        return list(reversed(tiles)) if scan.reverse else list(tiles)
+
+    def _layer_forward(self, layer: TiledLayer, x: torch.Tensor, tiles: Tiles, counter: _Counter):
+        """The layer's output stream, and each scan's state at the start of each tile it visits."""
+        additive = layer.strategy == "add"
+        output = torch.cat([layer.skip(x[:, s:e]) for s, e in tiles], dim=1) if additive else None
+        contributions, layer_starts = [], []
+        for scan in layer.scans:
+            scan_starts: dict[tuple[int, int], ScanState] = {}
+            buffer = None if additive else []
+            state = scan.zero_state(x.shape[0], x)
+            for s, e in self._sweep_order(scan, tiles):
+                scan_starts[(s, e)] = tuple(self._store(t) for t in state)
+                out, state = scan.tile(x[:, s:e], state)
+                if additive:
+                    output[:, s:e] += out
+                else:
+                    buffer.append((s, out))
+                counter.step()
+            layer_starts.append(scan_starts)
+            if not additive:
+                contributions.append(torch.cat([out for _, out in sorted(buffer, key=lambda item: item[0])], dim=1))
+        if not additive:
+            output = layer.combine(x, contributions)
+        return output, layer_starts
+
+    def _scan_outputs(self, scan: Scan, x: torch.Tensor, starts: dict, tiles: Tiles) -> torch.Tensor:
+        """Recompute one scan's contribution from its saved tile-start states."""
+        pieces = [scan.tile(x[:, s:e], tuple(t.to(x.device) for t in starts[(s, e)]))[0] for s, e in tiles]
+        return torch.cat(pieces, dim=1)
+
+    def _layer_backward(
+        self,
+        layer: TiledLayer,
+        x: torch.Tensor,
+        cotangent: torch.Tensor,
+        layer_starts: list[dict],
+        tiles: Tiles,
+        counter: _Counter,
+    ) -> torch.Tensor:
+        """Pull the cotangent of the layer's output back to its input stream."""
+        if layer.strategy == "add":
+            x_bar = pointwise_vjp(layer.skip, x, cotangent, tiles)
+            scan_cotangents = [cotangent] * len(layer.scans)
+        else:  # the pointwise combine needs every scan's contribution
+            contributions = [self._scan_outputs(scan, x, st, tiles) for scan, st in zip(layer.scans, layer_starts)]
+            x_bar = torch.empty_like(x)
+            scan_cotangents = [torch.empty_like(c) for c in contributions]
+            for s, e in tiles:
+                x_tile = x[:, s:e].detach().requires_grad_(True)
+                parts = [c[:, s:e].detach().requires_grad_(True) for c in contributions]
+                with torch.enable_grad():
+                    out = layer.combine(x_tile, parts)
+                grads = torch.autograd.grad(out, [x_tile, *parts], cotangent[:, s:e].to(out.dtype))
+                x_bar[:, s:e] = grads[0]
+                for buffer, grad in zip(scan_cotangents, grads[1:]):
+                    buffer[:, s:e] = grad
+            del contributions
+        for scan, scan_starts, scan_cotangent in zip(layer.scans, layer_starts, scan_cotangents):
+            self._scan_backward(scan, x, scan_cotangent, scan_starts, tiles, x_bar, counter)
+        return x_bar
+
+    def _scan_backward(
+        self,
+        scan: Scan,
+        x: torch.Tensor,
+        cotangent: torch.Tensor,
+        scan_starts: dict,
+        tiles: Tiles,
+        x_bar: torch.Tensor,
+        counter: _Counter,
+    ) -> None:
+        """Add the scan's pull-back to x_bar, visiting tiles against the scan's direction."""
+        state_bar = None
+        for s, e in reversed(self._sweep_order(scan, tiles)):
+            x_tile = x[:, s:e].detach().requires_grad_(True)
+            state = tuple(t.to(x.device).detach().requires_grad_(True) for t in scan_starts[(s, e)])
+            with torch.enable_grad():
+                out, new_state = scan.tile(x_tile, state)
+            outputs, grad_outputs = [out], [cotangent[:, s:e].to(out.dtype)]
+            if state_bar is not None:
+                outputs += list(new_state)
+                grad_outputs += list(state_bar)
+            grads = torch.autograd.grad(outputs, [x_tile, *state], grad_outputs, allow_unused=True)
+            x_bar[:, s:e] += grads[0]
+            state_bar = tuple(torch.zeros_like(t) if g is None else g for t, g in zip(state, grads[1:]))
+            counter.step()

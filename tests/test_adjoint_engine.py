@@ -1,0 +1,126 @@
+"""The PGF adjoint engine equals plain autograd for every model kind, target, length and tile."""
+
+import pytest
+import torch
+
+from pgf.engine.adjoint import AdjointEngine
+from pgf.engine.autograd import AutogradEngine
+from pgf.models.caduceus import CaduceusConfig, CaduceusLM
+from pgf.models.hf_mamba import HFMambaConfig, HFMambaLM
+from pgf.models.targets import parse_target
+from pgf.models.tokens import DnaVocabulary
+from pgf.models.track_ssm import TrackSSM, TrackSSMConfig
+
+CMAP = {7: 10, 8: 9, 9: 8, 10: 7}
+
+
+def liven(model):
+    """Random init leaves the scans nearly memoryless; larger steps make long-range terms count."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("dt_proj.bias"):
+                parameter.add_(1.5)
+            if name.endswith("conv1d.weight"):
+                parameter.mul_(2.0)
+    return model
+
+
+def build(kind):
+    torch.manual_seed(0)
+    if kind == "track-bi":
+        model = TrackSSM(TrackSSMConfig(d_model=8, n_layer=2, d_state=4, channels=("a", "b")))
+    elif kind == "track-causal":
+        model = TrackSSM(TrackSSMConfig(d_model=8, n_layer=2, d_state=4, bidirectional=False))
+    elif kind == "track-ew":
+        model = TrackSSM(TrackSSMConfig(d_model=8, n_layer=2, d_state=4, bidirectional_strategy="ew_multiply"))
+    elif kind == "hf-mamba":
+        model = HFMambaLM(HFMambaConfig(vocab_size=12, hidden_size=8, state_size=4, num_hidden_layers=2), DnaVocabulary((7, 8, 9, 10), 11))
+    elif kind == "caduceus-ph":
+        model = CaduceusLM(CaduceusConfig(d_model=8, n_layer=2, ssm_cfg={"d_state": 4}))
+    elif kind == "caduceus-ps":
+        model = CaduceusLM(CaduceusConfig(d_model=8, n_layer=2, ssm_cfg={"d_state": 4}, rcps=True, complement_map=CMAP))
+    elif kind == "caduceus-ps-unfused":
+        model = CaduceusLM(CaduceusConfig(d_model=8, n_layer=2, ssm_cfg={"d_state": 4}, rcps=True, complement_map=CMAP, fused_add_norm=False))
+    else:
+        raise ValueError(kind)
+    return liven(model).eval()
+
+
+def onehot(L, seed=0, dtype=torch.float64, batch=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (batch, L), generator=g), 4).to(dtype)
+    if L > 10:
+        x[:, 7] = 0  # an N
+    return x
+
+
+def compare(model, target_spec, L, tile, dtype=torch.float64, start=5000, batch=1, window=None):
+    model = model.to(dtype)
+    x = onehot(L, dtype=dtype, batch=batch)
+    target = parse_target(target_spec, model)
+    if window:
+        target = target.with_window("chr1", start + window[0], start + window[1])
+    starts = [start] * batch
+    expected = AutogradEngine().gradient(model, x, target, starts)
+    got = AdjointEngine(tile=tile).gradient(model, x, target, starts)
+    scale = expected.gradient.abs().max()
+    assert scale > 0
+    gradient_error = float((got.gradient - expected.gradient).abs().max() / scale)
+    value_error = float((got.target_value - expected.target_value).abs().max() / expected.target_value.abs().max().clamp(min=1e-30))
+    return gradient_error, value_error
+
+
+@pytest.mark.parametrize("L", [1, 63, 1000])
+@pytest.mark.parametrize("tile", [1, 16, 64, 1000])
+def test_track_model_all_lengths_and_tiles_fp64(L, tile):
+    gradient_error, value_error = compare(build("track-bi"), "sum:b", L, tile)
+    assert gradient_error <= 1e-10 and value_error <= 1e-10
+
+
+KINDS_AND_TARGETS = [
+    ("track-bi", "position:5031:a"),
+    ("track-causal", "sum"),
+    ("track-causal", "position:5040"),
+    ("track-ew", "sum"),
+    ("hf-mamba", "loglik"),
+    ("hf-mamba", "sum:G"),
+    ("caduceus-ph", "loglik"),
+    ("caduceus-ps", "loglik"),
+    ("caduceus-ps", "position:5020:T"),
+    ("caduceus-ps-unfused", "loglik"),
+]
+
+
+@pytest.mark.parametrize("kind, target", KINDS_AND_TARGETS)
+@pytest.mark.parametrize("L, tile", [(63, 16), (63, 64), (1000, 64)])
+def test_every_model_kind_fp64(kind, target, L, tile):
+    if target.startswith("position") and L < 63:
+        pytest.skip("position outside the region")
+    gradient_error, value_error = compare(build(kind), target, L, tile)
+    assert gradient_error <= 1e-10 and value_error <= 1e-10
+
+
+@pytest.mark.parametrize("kind, target", [("track-bi", "sum"), ("hf-mamba", "loglik"), ("caduceus-ps", "loglik")])
+def test_fp32(kind, target):
+    gradient_error, value_error = compare(build(kind), target, 1000, 64, dtype=torch.float32)
+    assert gradient_error <= 1e-5 and value_error <= 1e-5
+
+
+@pytest.mark.parametrize("kind, target", [("hf-mamba", "loglik"), ("caduceus-ps", "loglik"), ("track-bi", "sum")])
+def test_windows_and_batches(kind, target):
+    gradient_error, value_error = compare(build(kind), target, 200, 32, window=(50, 120), batch=2)
+    assert gradient_error <= 1e-10 and value_error <= 1e-10
+
+
+def test_length_one_tile_one_for_language_models():
+    for kind in ("hf-mamba", "caduceus-ps"):
+        gradient_error, _ = compare(build(kind), "sum:A", 1, 1)
+        assert gradient_error <= 1e-10
+
+
+def test_progress_counts_to_total_and_parameters_stay_trainable():
+    model = build("caduceus-ps").double()
+    calls = []
+    AdjointEngine(tile=16).gradient(model, onehot(40), parse_target(None, model), [0], lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1]
+    assert all(p.requires_grad for p in model.parameters())
