@@ -316,7 +316,7 @@ def fail_on_call(monkeypatch, number: int, exception: BaseException) -> dict[str
     return calls
 
 
-TWO_REGIONS = ["--region", "chr1:1-200", "--region", "chr2:1-200"]
+TWO_REGIONS = ["--region", "chr1:1-200", "--region", "chr2:1-200", "--batch-size", "1"]  # two engine calls
 
 
 @pytest.mark.parametrize("name", ["x.h5", "x.bedgraph", "x.bw"])

@@ -83,6 +83,16 @@ def attribute(
         None, "--tile", min=1, metavar="N", help=f"Positions recomputed at a time by the pgf engine (default {DEFAULT_TILE})."
     ),
     offload: bool = typer.Option(False, "--offload", help="Keep each layer's input on host memory (pgf engine on a GPU)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, metavar="N",
+        help="Equal-length regions computed together (default: pgf engine up to 262,144 positions per batch; autograd 1).",
+    ),
+    window: Optional[int] = typer.Option(
+        None, "--window", min=1, metavar="W",
+        help="Compute context-sized windows of W bp instead of one pass: each base keeps the gradient of the window "
+        "whose centre crop (--stride bp) holds it, that window's target being the target over the window alone.",
+    ),
+    stride: Optional[int] = typer.Option(None, "--stride", min=1, metavar="S", help="Crop kept from each window (default: W)."),
     dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype of weights and activations."),
     output: Path = typer.Option(..., "--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="Output format, when the suffix does not say."),
@@ -104,6 +114,9 @@ def attribute(
         device=device.value,
         tile=tile,
         offload=offload,
+        batch_size=batch_size,
+        window=window,
+        stride=stride,
         dtype=dtype.value,
         fmt=fmt.value if fmt is not None else None,
         force=force,

@@ -24,9 +24,11 @@ def summary_line(summary: RegionSummary) -> str:
     region = summary.region
     label = region.to_string(commas=True) + (f" ({region.name})" if region.name else "")
     masked = f", {summary.masked_bases:,} masked" if summary.masked_bases else ""
+    batch = f" (batch of {summary.batch})" if summary.batch > 1 else ""
+    target = "windowed" if summary.target_value != summary.target_value else f"{summary.target_value:.6g}"
     return (
-        f"{label}  {len(region):,} bp{masked}  {summary.seconds:.2f} s  "
-        f"{summary.memory_kind} {format_bytes(summary.peak_memory_bytes)}  target {summary.target_value:.6g}"
+        f"{label}  {len(region):,} bp{masked}  {summary.seconds:.2f} s{batch}  "
+        f"{summary.memory_kind} {format_bytes(summary.peak_memory_bytes)}  target {target}"
     )
 
 
@@ -63,10 +65,13 @@ class RichReporter:
         if not self.quiet:
             self.console.print(message, markup=False)
 
-    def region_started(self, region: Region, index: int, count: int) -> EngineProgress:
+    def region_started(self, regions: list[Region], index: int, count: int) -> EngineProgress:
         if self._task is not None:
             self.progress.remove_task(self._task)
-        description = f"[{index + 1}/{count}] {region.to_string(commas=True)}"
+        if len(regions) == 1:
+            description = f"[{index + 1}/{count}] {regions[0].to_string(commas=True)}"
+        else:
+            description = f"[{index + 1}-{index + len(regions)}/{count}] {len(regions)} regions of {len(regions[0]):,} bp"
         task = self.progress.add_task(description, total=None)
         self._task = task
 

@@ -25,8 +25,10 @@ from pgf.io.writers import open_writer, resolve_format
 from pgf.models.registry import BUILTIN, load_model
 from pgf.models.targets import Target, parse_target
 from pgf.workflows.methods import DEFAULT_METHOD, METHODS, score_gradient
+from pgf.workflows.windows import window_spans
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+AUTO_BATCH_POSITIONS = 2**18  # the pgf engine batches equal-length regions up to this many positions
 
 
 @dataclass
@@ -46,6 +48,9 @@ class AttributeRequest:
     device: str = "auto"
     tile: int | None = None
     offload: bool = False
+    batch_size: int | None = None
+    window: int | None = None
+    stride: int | None = None
     dtype: str = "float32"
     fmt: str | None = None
     force: bool = False
@@ -57,8 +62,9 @@ class RegionSummary:
     seconds: float
     peak_memory_bytes: int
     memory_kind: str  # "peak RSS" (process, CPU) or "peak CUDA" (this region)
-    target_value: float
+    target_value: float  # NaN with --window (one target per window; see window_target_value)
     masked_bases: int
+    batch: int = 1  # regions computed together (seconds and memory are the batch's)
 
 
 class Reporter(Protocol):
@@ -66,7 +72,9 @@ class Reporter(Protocol):
 
     def warn(self, message: str) -> None: ...
 
-    def region_started(self, region: Region, index: int, count: int) -> Progress: ...
+    def info(self, message: str) -> None: ...
+
+    def region_started(self, regions: list[Region], index: int, count: int) -> Progress: ...
 
     def region_finished(self, summary: RegionSummary) -> None: ...
 
@@ -77,7 +85,10 @@ class SilentReporter:
     def warn(self, message: str) -> None:
         pass
 
-    def region_started(self, region: Region, index: int, count: int) -> Progress:
+    def info(self, message: str) -> None:
+        pass
+
+    def region_started(self, regions: list[Region], index: int, count: int) -> Progress:
         return lambda done, total: None
 
     def region_finished(self, summary: RegionSummary) -> None:
@@ -171,6 +182,80 @@ def _encode(genome: Genome, region: Region) -> np.ndarray:
         ) from None
 
 
+GradientAndValue = tuple[np.ndarray, float, dict[str, np.ndarray]]
+
+
+def _batch_size(request: AttributeRequest) -> int:
+    """--batch-size, or for the pgf engine as many equal-length regions as fit 2**18 positions."""
+    if request.batch_size is not None:
+        if request.batch_size < 1:
+            raise PgfUserError("--batch-size must be a positive number of regions")
+        return request.batch_size
+    return 0 if request.engine == "pgf" else 1  # 0: decided per length by _batches
+
+
+def _batches(regions: list[Region], batch_size: int) -> list[list[Region]]:
+    """Consecutive regions of equal length, grouped (batch_size 0: up to 2**18 positions, 64 regions)."""
+    batches: list[list[Region]] = []
+    for region in regions:
+        limit = batch_size or max(1, min(64, AUTO_BATCH_POSITIONS // max(len(region), 1)))
+        current = batches[-1] if batches else None
+        if current and len(current[0]) == len(region) and len(current) < limit:
+            current.append(region)
+        else:
+            batches.append([region])
+    return batches
+
+
+def _batch_gradients(engine, model, encoded, regions, target, device, dtype, progress) -> list[GradientAndValue]:
+    """One engine call for a batch of equal-length regions."""
+    inputs = torch.from_numpy(np.stack(encoded)).to(device=device, dtype=dtype)
+    result = engine.gradient(model, inputs, target, [region.start for region in regions], progress)
+    gradients = result.gradient.detach().float().cpu().numpy()
+    return [(gradients[i], float(result.target_value[i]), {}) for i in range(len(regions))]
+
+
+def _windowed(engine, model, onehot, region, target, request, device, dtype, progress) -> GradientAndValue:
+    """Gradients of context-sized windows, each kept on its centre crop (see pgf.workflows.windows)."""
+    spans = window_spans(len(region), request.window, request.stride or request.window)
+    limit = request.batch_size or max(1, min(64, AUTO_BATCH_POSITIONS // spans[0].end))
+    gradient = np.empty((len(region), 4), dtype=np.float32)
+    values = np.empty(len(spans), dtype=np.float64)
+    for first in range(0, len(spans), limit):
+        chunk = spans[first : first + limit]
+        inputs = torch.from_numpy(np.stack([onehot[s.start : s.end] for s in chunk])).to(device=device, dtype=dtype)
+        result = engine.gradient(model, inputs, target, [region.start + s.start for s in chunk], progress)
+        window_gradients = result.gradient.detach().float().cpu().numpy()
+        for i, span in enumerate(chunk):
+            gradient[span.crop_start : span.crop_end] = window_gradients[i, span.crop_start - span.start : span.crop_end - span.start]
+            values[first + i] = float(result.target_value[i])
+    bounds = np.array([[s.start, s.end, s.crop_start, s.crop_end] for s in spans], dtype=np.int64) + region.start
+    extras = {"window_target_value": values, "window_bounds": bounds}
+    return gradient, float("nan"), extras
+
+
+def _check_window_options(request: AttributeRequest) -> None:
+    if request.window is None:
+        if request.stride is not None:
+            raise PgfUserError("--stride needs --window")
+        return
+    window_spans(request.window + 1, request.window, request.stride or request.window)  # validates the pair
+    if request.target_window is not None:
+        raise PgfUserError("--target-window and --window exclude each other: each window has its own target")
+    if request.target is not None and request.target.strip().startswith("position"):
+        raise PgfUserError("a position:P target names one position; it cannot be computed per window (drop --window)")
+
+
+def _say_one_pass(reporter: Reporter, context_length: int | None, regions: list[Region]) -> None:
+    longest = max(len(region) for region in regions)
+    if context_length and longest > context_length:
+        reporter.info(
+            f"note: regions up to {longest:,} bp exceed the model's trained context ({context_length:,} bp); "
+            "computing each in one pass (the recurrence is defined for any length). "
+            f"--window {context_length} --stride S computes context-sized windows instead."
+        )
+
+
 def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -> list[RegionSummary]:
     """Run the whole job; the output appears only if every region succeeded."""
     reporter = reporter or SilentReporter()
@@ -180,6 +265,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
         raise PgfUserError(f"unknown dtype {request.dtype!r}; choose one of: {', '.join(DTYPES)}")
     if request.tile is not None and request.tile < 1:
         raise PgfUserError("--tile must be a positive number of positions")
+    _check_window_options(request)
     fmt = resolve_format(request.output, request.fmt)
     check_output_path(request.output, request.force)
     _check_output_is_not_an_input(request)
@@ -204,39 +290,48 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
             dtype=request.dtype,
             tool_version=pgf.__version__,
         )
+        if request.window is None:
+            _say_one_pass(reporter, loaded.info.context_length, regions)
+        batches = [[region] for region in regions] if request.window else _batches(regions, _batch_size(request))
         summaries = []
         with open_writer(request.output, fmt, metadata, genome.chrom_sizes, force=request.force) as writer:
-            for index, region in enumerate(regions):
-                progress = reporter.region_started(region, index, len(regions))
+            done = 0
+            for batch in batches:
+                progress = reporter.region_started(batch, done, len(regions))
+                done += len(batch)
                 began = time.perf_counter()
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                encoded = _encode(genome, region)
-                inputs = torch.from_numpy(encoded).to(device=device, dtype=dtype).unsqueeze(0)
-                result = engine.gradient(loaded.model, inputs, target, [region.start], progress)
-                gradient = result.gradient[0].detach().float().cpu().numpy()
-                scores = score_gradient(gradient, encoded, request.method)
-                target_value = float(result.target_value[0])
-                writer.add(
-                    AttributionTrack(
-                        region=region,
-                        onehot=encoded,
-                        gradient=gradient,
-                        score=scores.score,
-                        target_value=target_value,
-                        extras=scores.extras,
-                        extra_attributes=scores.extra_attributes,
+                encoded = [_encode(genome, region) for region in batch]
+                if request.window:
+                    results = [_windowed(engine, loaded.model, encoded[0], batch[0], target, request, device, dtype, progress)]
+                else:
+                    results = _batch_gradients(engine, loaded.model, encoded, batch, target, device, dtype, progress)
+                for region, onehot, (gradient, target_value, extras) in zip(batch, encoded, results):
+                    scores = score_gradient(gradient, onehot, request.method)
+                    writer.add(
+                        AttributionTrack(
+                            region=region,
+                            onehot=onehot,
+                            gradient=gradient,
+                            score=scores.score,
+                            target_value=target_value,
+                            extras={**scores.extras, **extras},
+                            extra_attributes=scores.extra_attributes,
+                        )
                     )
-                )
                 peak, kind = _peak_memory(device)
-                summary = RegionSummary(
-                    region=region,
-                    seconds=time.perf_counter() - began,
-                    peak_memory_bytes=peak,
-                    memory_kind=kind,
-                    target_value=target_value,
-                    masked_bases=int(np.sum(encoded.sum(axis=1) == 0)),
-                )
-                summaries.append(summary)
-                reporter.region_finished(summary)
+                seconds = time.perf_counter() - began
+                for region, onehot, (_, target_value, _) in zip(batch, encoded, results):
+                    summary = RegionSummary(
+                        region=region,
+                        seconds=seconds,
+                        peak_memory_bytes=peak,
+                        memory_kind=kind,
+                        target_value=target_value,
+                        masked_bases=int(np.sum(onehot.sum(axis=1) == 0)),
+                        batch=len(batch),
+                    )
+                    summaries.append(summary)
+                    reporter.region_finished(summary)
     return summaries
