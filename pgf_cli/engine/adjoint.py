@@ -38,6 +38,17 @@ def frozen(model: torch.nn.Module):
             parameter.requires_grad_(flag)
 
 
+def map_tiles(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tiles: Tiles) -> torch.Tensor:
+    """A position-wise function applied tile by tile into one preallocated output (no concatenation copy)."""
+    result = None
+    for s, e in tiles:
+        out = function(x[:, s:e])
+        if result is None:
+            result = out.new_empty(out.shape[0], x.shape[1], *out.shape[2:])
+        result[:, s:e] = out
+    return result
+
+
 def pointwise_vjp(
     function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, cotangent: torch.Tensor, tiles: Tiles
 ) -> torch.Tensor:
@@ -89,7 +100,7 @@ class AdjointEngine(Engine):
         device = onehot.device
         with frozen(model), torch.no_grad():
             # forward sweep: keep each layer's input stream and every scan's tile-start states
-            stream = torch.cat([model.embed(onehot[:, s:e]) for s, e in tiles], dim=1)
+            stream = map_tiles(model.embed, onehot, tiles)
             inputs, starts = [], []
             for layer in layers:
                 inputs.append(self._store(stream))
@@ -126,7 +137,7 @@ class AdjointEngine(Engine):
     def _layer_forward(self, layer: TiledLayer, x: torch.Tensor, tiles: Tiles, counter: _Counter):
         """The layer's output stream, and each scan's state at the start of each tile it visits."""
         additive = layer.strategy == "add"
-        output = torch.cat([layer.skip(x[:, s:e]) for s, e in tiles], dim=1) if additive else None
+        output = map_tiles(layer.skip, x, tiles) if additive else None
         contributions, layer_starts = [], []
         for scan in layer.scans:
             scan_starts: dict[tuple[int, int], ScanState] = {}
