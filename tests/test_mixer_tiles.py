@@ -47,3 +47,13 @@ def test_state_after_tiles_carries_the_conv_tail():
     torch.testing.assert_close(state.conv[..., 0], torch.zeros(1, 16, dtype=torch.float64))
     rest, _ = mixer.forward_tile(hidden[:, 2:], state)
     torch.testing.assert_close(rest, mixer(hidden)[:, 2:], rtol=1e-12, atol=1e-12)
+
+
+def test_carried_conv_state_does_not_pin_the_tile():
+    """A saved tile-start state must own its few bytes, not view the whole tile's buffers."""
+    mixer = MambaMixer(8, d_state=4)
+    hidden = torch.randn(1, 512, 8)
+    with torch.no_grad():
+        _, state = mixer.forward_tile(hidden, mixer.zero_state(1, hidden))
+    for tensor in (state.conv, state.ssm):
+        assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()

@@ -19,6 +19,7 @@ from pgf.models.registry import BUILTIN
 from pgf.models.targets import TARGET_HELP
 from pgf.workflows.attribute import DTYPES, AttributeRequest, run_attribute
 from pgf.workflows.check import run_check
+from pgf.workflows.effect import EffectRequest, run_effect
 from pgf.workflows.methods import DEFAULT_METHOD, METHODS
 
 app = typer.Typer(
@@ -127,6 +128,51 @@ def attribute(
             summaries = run_attribute(request, reporter)
             total = sum(len(s.region) for s in summaries)
             reporter.info(f"wrote {output} ({len(summaries)} region{'s' if len(summaries) != 1 else ''}, {total:,} bp)")
+
+    run_guarded(work)
+
+
+EffectMode = Enum("EffectMode", {name: name for name in ("linear", "exact", "both")}, type=str)
+
+
+@app.command()
+def effect(
+    fasta: Path = typer.Argument(..., metavar="FASTA", help="Reference FASTA."),
+    region: str = typer.Option(..., "--region", "-r", metavar="REGION", help="Region CHROM:START-END (1-based) whose outputs are tracked."),
+    variant: list[str] = typer.Option([], "--variant", metavar="CHROM:POS:REF>ALT", help="A SNV, 1-based (repeatable)."),
+    vcf: Optional[Path] = typer.Option(None, "--vcf", metavar="VCF", help="SNVs from a VCF (plain or gzip); multi-allelic records split per ALT."),
+    impulse: list[str] = typer.Option([], "--impulse", metavar="POS[:BASE]", help="A unit impulse on one base at a 1-based position (default: the reference base)."),
+    model: str = typer.Option(BUILTIN, "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' or a checkpoint directory."),
+    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
+    mode: EffectMode = typer.Option("linear", "--mode", help="'linear': J·v from one tangent sweep shared by all variants; 'exact': output(alt) - output(ref) from forward sweeps; 'both'."),
+    channel: Optional[str] = typer.Option(None, "--channel", metavar="CHANNEL", help="Output channel summarised in the TSV and the track (default: the first)."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="OUT.h5", help="HDF5: one group per variant with (L, channels) effect datasets."),
+    summary: Optional[Path] = typer.Option(None, "--summary", metavar="TSV", help="Per-variant summary (default: OUT with .tsv)."),
+    track: Optional[Path] = typer.Option(None, "--track", metavar="FILE", help="One variant's effect as bedGraph or bigWig."),
+    track_variant: Optional[str] = typer.Option(None, "--track-variant", metavar="NAME", help="Which variant --track shows (CHROM:POS:REF>ALT or VCF ID; default: the first)."),
+    skip_mismatch: bool = typer.Option(False, "--skip-mismatch", help="Skip variants whose REF differs from the FASTA (default: stop with an error)."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=1, metavar="N", help=f"Positions computed at a time (default {DEFAULT_TILE})."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, metavar="N", help="Variants sharing one primal sweep."),
+    device: Device = typer.Option("auto", "--device", help="Where to compute."),
+    dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary lines."),
+) -> None:
+    """Effect of SNVs (or impulses) on every output position of a region: linear (tangent) and/or exact.
+
+    Only single-nucleotide variants are accepted; indels and multi-base records are refused.
+    Language models track log p(reference base) per position; track models their head's channels.
+    """
+    request = EffectRequest(
+        fasta=fasta, region=region, output=output, variants=list(variant), vcf=vcf, impulses=list(impulse),
+        model=model, vocab=vocab, mode=mode.value, channel=channel, summary=summary, track=track,
+        track_variant=track_variant, skip_mismatch=skip_mismatch, tile=tile, batch_size=batch_size,
+        device=device.value, dtype=dtype.value, force=force,
+    )
+
+    def work() -> None:
+        with RichReporter(quiet=quiet) as reporter:
+            run_effect(request, reporter)
 
     run_guarded(work)
 

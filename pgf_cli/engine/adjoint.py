@@ -120,10 +120,10 @@ class AdjointEngine(Engine):
                 counter.step()
             del stream
 
-            # reverse sweep, last layer first
-            for layer, stored, layer_starts in zip(reversed(layers), reversed(inputs), reversed(starts)):
-                x = stored.to(device, non_blocking=True)
-                cotangent = self._layer_backward(layer, x, cotangent, layer_starts, tiles, counter)
+            # reverse sweep, last layer first; each layer's input is released once pulled back through
+            for layer in reversed(layers):
+                x = inputs.pop().to(device, non_blocking=True)
+                cotangent = self._layer_backward(layer, x, cotangent, starts.pop(), tiles, counter)
                 del x
             gradient = pointwise_vjp(model.embed, onehot, cotangent, tiles)
             for _ in tiles:

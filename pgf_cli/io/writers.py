@@ -17,7 +17,7 @@ import pyBigWig
 
 from pgf.errors import OutputError
 from pgf.io.atomic import AtomicOutput
-from pgf.io.regions import find_overlap
+from pgf.io.regions import Region, find_overlap
 from pgf.io.tracks import AttributionTrack, RunMetadata, value_runs
 
 SUFFIX_FORMATS = {
@@ -149,8 +149,12 @@ class _IntervalWriter(TrackWriter):
         self._regions = []
 
     def add(self, track: AttributionTrack) -> None:
-        self._regions.append(track.region)
-        self._tracks.append((track.region.chrom, track.region.start, np.asarray(track.score, dtype=np.float32)))
+        self.add_values(track.region, track.score)
+
+    def add_values(self, region: Region, values: np.ndarray) -> None:
+        """One value per base of `region` (NaN: no value)."""
+        self._regions.append(region)
+        self._tracks.append((region.chrom, region.start, np.asarray(values, dtype=np.float32)))
 
     def sorted_tracks(self) -> list[tuple[str, int, np.ndarray]]:
         """Tracks in FASTA order then position; overlapping regions are an `OutputError`."""
@@ -163,12 +167,16 @@ class _IntervalWriter(TrackWriter):
         order = {chrom: index for index, chrom in enumerate(self.chrom_sizes)}
         return sorted(self._tracks, key=lambda item: (order[item[0]], item[1]))
 
+    track_label: tuple[str, str] | None = None  # (name, description) overriding the attribution labels
+
     @property
     def track_name(self) -> str:
-        return f"pgf {self.metadata.method}"
+        return self.track_label[0] if self.track_label else f"pgf {self.metadata.method}"
 
     @property
     def track_description(self) -> str:
+        if self.track_label:
+            return self.track_label[1]
         meta = self.metadata
         return f"pgf {meta.tool_version} {meta.method} of {meta.target}, model {meta.model_id}"
 

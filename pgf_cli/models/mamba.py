@@ -92,7 +92,8 @@ class MambaMixer(nn.Module):
         delta = F.softplus(self.dt_proj(dt_low))
         A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
         y, ssm_state = selective_scan_ref(x, delta, A, B, C, self.D, z, h0=state.ssm)
-        new_state = MixerState(conv=conv_input[..., conv_input.shape[2] - (self.d_conv - 1) :], ssm=ssm_state)
+        # a copy, not a view: a saved state must not keep the whole tile's conv input alive
+        new_state = MixerState(conv=conv_input[..., conv_input.shape[2] - (self.d_conv - 1) :].clone(), ssm=ssm_state)
         return self.out_proj(y.to(hidden.dtype)), new_state
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
