@@ -83,7 +83,10 @@ def attribute(
     tile: Optional[int] = typer.Option(
         None, "--tile", min=1, metavar="N", help=f"Positions recomputed at a time by the pgf engine (default {DEFAULT_TILE})."
     ),
-    offload: bool = typer.Option(False, "--offload", help="Keep each layer's input on host memory (pgf engine on a GPU)."),
+    offload: Optional[bool] = typer.Option(
+        None, "--offload/--no-offload",
+        help="Keep each layer's input on host memory (pgf engine on a GPU). Default: when they would take over half the free GPU memory.",
+    ),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", min=1, metavar="N",
         help="Equal-length regions computed together (default: pgf engine up to 262,144 positions per batch; autograd 1).",

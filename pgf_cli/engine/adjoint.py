@@ -78,12 +78,23 @@ class AdjointEngine(Engine):
 
     name = "pgf"
 
-    def __init__(self, tile: int | None = None, offload: bool = False):
+    def __init__(self, tile: int | None = None, offload: bool | None = None):
+        """offload: keep layer inputs on host memory (True), never (False), or when they
+        would take more than half the accelerator's free memory (None)."""
         self.tile = tile or DEFAULT_TILE
         self.offload = offload
+        self._offloading = False
 
     def _store(self, t: torch.Tensor) -> torch.Tensor:
-        return t.to("cpu", non_blocking=True) if self.offload and t.device.type != "cpu" else t
+        return t.to("cpu", non_blocking=True) if self._offloading and t.device.type != "cpu" else t
+
+    def _decide_offload(self, n_layers: int, stream: torch.Tensor) -> bool:
+        if stream.device.type != "cuda":
+            return False
+        if self.offload is not None:
+            return self.offload
+        free, _ = torch.cuda.mem_get_info(stream.device)
+        return n_layers * stream.numel() * stream.element_size() > free / 2
 
     def gradient(
         self,
@@ -101,6 +112,7 @@ class AdjointEngine(Engine):
         with frozen(model), torch.no_grad():
             # forward sweep: keep each layer's input stream and every scan's tile-start states
             stream = map_tiles(model.embed, onehot, tiles)
+            self._offloading = self._decide_offload(len(layers), stream)
             inputs, starts = [], []
             for layer in layers:
                 inputs.append(self._store(stream))
@@ -140,11 +152,16 @@ class AdjointEngine(Engine):
         output = map_tiles(layer.skip, x, tiles) if additive else None
         contributions, layer_starts = [], []
         for scan in layer.scans:
-            scan_starts: dict[tuple[int, int], ScanState] = {}
             buffer = None if additive else []
             state = scan.zero_state(x.shape[0], x)
-            for s, e in self._sweep_order(scan, tiles):
-                scan_starts[(s, e)] = tuple(self._store(t) for t in state)
+            # one preallocated buffer per state part: thousands of small long-lived tensors
+            # interleaved with each tile's large temporaries would fragment the heap
+            saved = tuple(self._store(t.new_empty(len(tiles), *t.shape)) for t in state)
+            scan_starts: dict[tuple[int, int], ScanState] = {}
+            for index, (s, e) in enumerate(self._sweep_order(scan, tiles)):
+                for buffer_part, part in zip(saved, state):
+                    buffer_part[index].copy_(part)
+                scan_starts[(s, e)] = tuple(buffer_part[index] for buffer_part in saved)
                 out, state = scan.tile(x[:, s:e], state)
                 if additive:
                     output[:, s:e] += out

@@ -1,4 +1,8 @@
-"""A plain forward sweep over tiles: outputs without gradients, in memory bounded by the tile."""
+"""A plain forward sweep over tiles: outputs without gradients.
+
+Causal models stream each tile through all layers (memory O(tile) besides the
+outputs); bidirectional models are swept layer by layer (one L x width stream).
+"""
 
 from __future__ import annotations
 
@@ -20,9 +24,12 @@ def forward_sweep(model: SequenceModel, onehot: torch.Tensor, output: OutputFunc
     L = onehot.shape[1]
     tiles = [(s, min(s + tile, L)) for s in range(0, L, tile)]
     reference = onehot if reference is None else reference
+    layers = model.tiled_layers()
+    if all(not scan.reverse for layer in layers for scan in layer.scans):
+        return _stream_causal(model, layers, onehot, output, tiles, reference)
     with torch.no_grad():
         stream = map_tiles(model.embed, onehot, tiles)
-        for layer in model.tiled_layers():
+        for layer in layers:
             contributions = []
             for scan in layer.scans:
                 state = scan.zero_state(stream.shape[0], stream)
@@ -37,5 +44,26 @@ def forward_sweep(model: SequenceModel, onehot: torch.Tensor, output: OutputFunc
             out = output(model.head(stream[:, s:e]), reference, s)
             if result is None:
                 result = out.new_empty(out.shape[0], L, *out.shape[2:])
+            result[:, s:e] = out
+    return result
+
+
+def _stream_causal(model, layers, onehot, output, tiles, reference) -> torch.Tensor:
+    result = None
+    with torch.no_grad():
+        states = None
+        for s, e in tiles:
+            stream = model.embed(onehot[:, s:e])
+            if states is None:
+                states = [[scan.zero_state(stream.shape[0], stream) for scan in layer.scans] for layer in layers]
+            for layer, layer_states in zip(layers, states):
+                contributions = []
+                for index, scan in enumerate(layer.scans):
+                    out, layer_states[index] = scan.tile(stream, layer_states[index])
+                    contributions.append(out)
+                stream = layer.combine(stream, contributions)
+            out = output(model.head(stream), reference, s)
+            if result is None:
+                result = out.new_empty(out.shape[0], onehot.shape[1], *out.shape[2:])
             result[:, s:e] = out
     return result

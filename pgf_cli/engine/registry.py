@@ -11,9 +11,9 @@ ENGINES = ("pgf", "autograd")
 DEFAULT_ENGINE = "pgf"
 
 
-def get_engine(name: str, tile: int | None = None, offload: bool = False) -> Engine:
+def get_engine(name: str, tile: int | None = None, offload: bool | None = None) -> Engine:
     """The engine called `name`; `tile` is the tile length and `offload` keeps
-    layer inputs on host memory, for the tiled engine."""
+    layer inputs on host memory (None: when they would not fit), for the tiled engine."""
     if name == "autograd":
         return AutogradEngine()
     if name == "pgf":

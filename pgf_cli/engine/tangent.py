@@ -4,8 +4,11 @@ Forward mode through the same decomposition the adjoint uses: every scan is
 swept in its own direction carrying (state, state tangent), one tile at a
 time; a batch of k tangent directions shares one primal computation
 (`torch.func.vmap` over `torch.func.jvp`: the primal is not batched, only the
-tangents are). Layers are swept one after the other, so memory holds the
-primal stream and k tangent streams of one layer boundary (L x width each).
+tangents are). Bidirectional models are swept layer after layer, so memory
+holds the primal stream and k tangent streams of one layer boundary (L x width
+each); models whose scans are all causal stream every tile through all layers
+at once, carrying each scan's (state, state tangent), so memory is O(tile)
+besides the outputs.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class TangentEngine:
         L = onehot.shape[1]
         tiles = [(s, min(s + self.tile, L)) for s in range(0, L, self.tile)]
         layers = model.tiled_layers()
+        if all(not scan.reverse for layer in layers for scan in layer.scans):
+            with frozen(model):
+                return self._stream_causal(model, layers, onehot, directions.to(onehot.dtype), output, tiles, progress)
         total, done = sum(len(layer.scans) for layer in layers) * len(tiles) + len(tiles), 0
         with frozen(model):
             stream, stream_dot = _pointwise_jvp(model.embed, onehot, directions.to(onehot.dtype), tiles)
@@ -96,6 +102,46 @@ class TangentEngine:
                 done += 1
                 if progress:
                     progress(done, total)
+        return primal, tangent
+
+    def _stream_causal(self, model, layers, onehot, directions, output, tiles, progress):
+        """All layers tile by tile (causal models only): each scan carries its own (state, tangent)."""
+        k, L = directions.shape[0], onehot.shape[1]
+        first_stream = model.embed(onehot[:, :1])
+        states = [[scan.zero_state(onehot.shape[0], first_stream) for scan in layer.scans] for layer in layers]
+        state_dots = [[tuple(torch.zeros((k, *t.shape), dtype=t.dtype, device=t.device) for t in st) for st in row] for row in states]
+        primal = tangent = None
+        for index, (s, e) in enumerate(tiles):
+
+            def tile_function(x_tile, *carried):
+                """(outputs of the tile, states after it) from the tile's one-hot and the carried states."""
+                flat = iter(carried)
+                stream = model.embed(x_tile)
+                new_states = []
+                for layer in layers:
+                    contributions = []
+                    for scan in layer.scans:
+                        out, new_state = scan.tile(stream, (next(flat), next(flat)))
+                        contributions.append(out)
+                        new_states += list(new_state)
+                    stream = layer.combine(stream, contributions)
+                return (output(model.head(stream), onehot, s), *new_states)
+
+            carried = [t for row in states for st in row for t in st]
+            carried_dots = [t for row in state_dots for st in row for t in st]
+            results, result_dots = vmap(
+                lambda d, *cds: jvp(tile_function, (onehot[:, s:e], *carried), (d, *cds)), out_dims=(None, 0)
+            )(directions[:, :, s:e], *carried_dots)
+            out, out_dot = results[0], result_dots[0]
+            flat, flat_dots = iter(results[1:]), iter(result_dots[1:])
+            states = [[(next(flat).detach(), next(flat).detach()) for _ in row] for row in states]
+            state_dots = [[(next(flat_dots).detach(), next(flat_dots).detach()) for _ in row] for row in state_dots]
+            if primal is None:
+                primal = out.new_empty(out.shape[0], L, *out.shape[2:])
+                tangent = out_dot.new_empty(k, out.shape[0], L, *out.shape[2:])
+            primal[:, s:e], tangent[:, :, s:e] = out.detach(), out_dot.detach()
+            if progress:
+                progress(index + 1, len(tiles))
         return primal, tangent
 
     def _layer(self, layer: TiledLayer, x, x_dot, tiles, progress, done, total):

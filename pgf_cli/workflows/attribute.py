@@ -47,7 +47,7 @@ class AttributeRequest:
     engine: str = DEFAULT_ENGINE
     device: str = "auto"
     tile: int | None = None
-    offload: bool = False
+    offload: bool | None = None  # None: automatic (when layer inputs would not fit on the GPU)
     batch_size: int | None = None
     window: int | None = None
     stride: int | None = None
