@@ -119,18 +119,18 @@ class AdjointEngine(Engine):
                 stream, layer_starts = self._layer_forward(layer, stream, tiles, counter)
                 starts.append(layer_starts)
 
-            # the target and its cotangent at the last stream, tile by tile
+            # the target and its cotangent at the last stream, tile by tile; each tile of the
+            # stream is read once, so its cotangent overwrites it in place
             values = torch.zeros(batch, dtype=stream.dtype, device=device)
-            cotangent = torch.empty_like(stream)
+            cotangent = stream
             for s, e in tiles:
-                x_tile = stream[:, s:e].detach().requires_grad_(True)
+                x_tile = stream[:, s:e].clone().requires_grad_(True)
                 with torch.enable_grad():
                     contribution = target.contributions(model.head(x_tile), onehot, region_starts, offset=s).sum(dim=1)
                     total = contribution.sum()
                 (cotangent[:, s:e],) = torch.autograd.grad(total, x_tile)
                 values += contribution.detach().to(values.dtype)
                 counter.step()
-            del stream
 
             # reverse sweep, last layer first; each layer's input is released once pulled back through
             for layer in reversed(layers):
