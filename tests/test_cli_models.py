@@ -1,7 +1,5 @@
 """`pgf models show`, and the model options of `pgf attribute` (--vocab, --target-window, loglik)."""
 
-import json
-
 import h5py
 import numpy as np
 import pytest

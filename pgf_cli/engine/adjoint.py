@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-from pgf.engine.base import Engine, GradientResult, Progress
+from pgf.engine.base import Engine, GradientResult, Progress, tile_spans
 from pgf.models.base import SequenceModel
 from pgf.models.layered import Scan, ScanState, TiledLayer
 from pgf.models.targets import Target
@@ -105,7 +105,7 @@ class AdjointEngine(Engine):
         progress: Progress | None = None,
     ) -> GradientResult:
         batch, L, _ = onehot.shape
-        tiles = [(s, min(s + self.tile, L)) for s in range(0, L, self.tile)] or [(0, 0)]
+        tiles = tile_spans(L, self.tile)
         layers = model.tiled_layers()
         counter = _Counter(progress, 2 * len(tiles) * sum(len(layer.scans) for layer in layers) + 2 * len(tiles))
         device = onehot.device

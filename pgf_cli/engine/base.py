@@ -15,6 +15,11 @@ from pgf.models.targets import Target
 Progress = Callable[[int, int], None]
 
 
+def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """Consecutive [start, end) tiles covering [0, length) (one empty tile for length 0)."""
+    return [(s, min(s + tile, length)) for s in range(0, length, tile)] or [(0, 0)]
+
+
 @dataclass
 class GradientResult:
     gradient: torch.Tensor  # (b, L, 4): d target / d onehot, same dtype as the input

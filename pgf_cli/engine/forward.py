@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from pgf.engine.adjoint import DEFAULT_TILE, map_tiles
+from pgf.engine.base import tile_spans
 from pgf.engine.tangent import OutputFunction
 from pgf.models.base import SequenceModel
 
@@ -22,7 +23,7 @@ def forward_sweep(model: SequenceModel, onehot: torch.Tensor, output: OutputFunc
     """
     tile = tile or DEFAULT_TILE
     L = onehot.shape[1]
-    tiles = [(s, min(s + tile, L)) for s in range(0, L, tile)]
+    tiles = tile_spans(L, tile)
     reference = onehot if reference is None else reference
     layers = model.tiled_layers()
     if all(not scan.reverse for layer in layers for scan in layer.scans):

@@ -13,13 +13,13 @@ besides the outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch.func import jvp, vmap
 
-from pgf.engine.adjoint import DEFAULT_TILE, frozen, map_tiles
-from pgf.engine.base import Progress
+from pgf.engine.adjoint import DEFAULT_TILE, frozen
+from pgf.engine.base import Progress, tile_spans
 from pgf.models.base import SequenceModel
 from pgf.models.layered import Scan, TiledLayer
 
@@ -79,7 +79,7 @@ class TangentEngine:
         """Outputs (b, L, C) at `onehot` and their directional derivatives (k, b, L, C)
         along `directions` (k, b, L, 4)."""
         L = onehot.shape[1]
-        tiles = [(s, min(s + self.tile, L)) for s in range(0, L, self.tile)]
+        tiles = tile_spans(L, self.tile)
         layers = model.tiled_layers()
         if all(not scan.reverse for layer in layers for scan in layer.scans):
             with frozen(model):
