@@ -59,11 +59,13 @@ def selective_scan_ref(
     log_decay = log_decay.view(b, n_chunks, T, E, N)
     drive = drive.view(b, n_chunks, T, E, N)
 
+    # Loops take slices with unbind, never by indexing: the backward of an index into
+    # a large tensor writes a full-size zero gradient per step (quadratic in L).
     # 1. chunk-local states from a zero start, all chunks at once
     local = []
     h = torch.zeros(b, n_chunks, E, N, dtype=work, device=x.device)
-    for t in range(T):
-        h = torch.exp(log_decay[:, :, t]) * h + drive[:, :, t]
+    for decay_t, drive_t in zip(torch.exp(log_decay).unbind(2), drive.unbind(2)):
+        h = decay_t * h + drive_t
         local.append(h)
     local_states = torch.stack(local, dim=2)  # (b, n_chunks, T, E, N)
 
@@ -72,9 +74,9 @@ def selective_scan_ref(
     chunk_decay = torch.exp(cum_log_decay[:, :, -1])
     starts = []
     carry = h_start
-    for c in range(n_chunks):
+    for decay_c, end_c in zip(chunk_decay.unbind(1), local[-1].unbind(1)):
         starts.append(carry)
-        carry = chunk_decay[:, c] * carry + local_states[:, c, -1]
+        carry = decay_c * carry + end_c
     chunk_starts = torch.stack(starts, dim=1)  # (b, n_chunks, E, N)
 
     # 3. fix-up: add each chunk's start state, decayed to every position

@@ -20,6 +20,8 @@ from pgf.models.targets import TARGET_HELP
 from pgf.workflows.attribute import DTYPES, AttributeRequest, run_attribute
 from pgf.workflows.check import run_check
 from pgf.workflows.effect import EffectRequest, run_effect
+from pgf.workflows.kernels import DEFAULT_KERNELS, KERNELS_HELP
+from pgf_kernels import BACKENDS
 from pgf.workflows.methods import DEFAULT_METHOD, METHODS
 
 app = typer.Typer(
@@ -36,6 +38,7 @@ EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)
 Device = Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, type=str)
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)
 DType = Enum("DType", {name: name for name in DTYPES}, type=str)
+Kernels = Enum("Kernels", {name: name for name in BACKENDS}, type=str)
 
 
 def _version(value: bool) -> None:
@@ -98,6 +101,7 @@ def attribute(
     ),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, metavar="S", help="Crop kept from each window (default: W)."),
     dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype of weights and activations."),
+    kernels: Kernels = typer.Option(DEFAULT_KERNELS, "--kernels", help=KERNELS_HELP),
     output: Path = typer.Option(..., "--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="Output format, when the suffix does not say."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
@@ -122,6 +126,7 @@ def attribute(
         window=window,
         stride=stride,
         dtype=dtype.value,
+        kernels=kernels.value,
         fmt=fmt.value if fmt is not None else None,
         force=force,
     )
@@ -158,6 +163,7 @@ def effect(
     batch_size: int = typer.Option(32, "--batch-size", min=1, metavar="N", help="Variants sharing one primal sweep."),
     device: Device = typer.Option("auto", "--device", help="Where to compute."),
     dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype."),
+    kernels: Kernels = typer.Option(DEFAULT_KERNELS, "--kernels", help=KERNELS_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary lines."),
 ) -> None:
@@ -170,7 +176,7 @@ def effect(
         fasta=fasta, region=region, output=output, variants=list(variant), vcf=vcf, impulses=list(impulse),
         model=model, vocab=vocab, mode=mode.value, channel=channel, summary=summary, track=track,
         track_variant=track_variant, skip_mismatch=skip_mismatch, tile=tile, batch_size=batch_size,
-        device=device.value, dtype=dtype.value, force=force,
+        device=device.value, dtype=dtype.value, force=force, kernels=kernels.value,
     )
 
     def work() -> None:
@@ -191,6 +197,7 @@ def check(
     vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
     device: Device = typer.Option("auto", "--device", help="Where to compute."),
     dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype."),
+    kernels: Kernels = typer.Option(DEFAULT_KERNELS, "--kernels", help=KERNELS_HELP),
 ) -> None:
     """Self-test: run the pgf and autograd engines on a short slice and print how far apart they are.
 
@@ -199,7 +206,7 @@ def check(
     """
 
     def work() -> None:
-        result = run_check(str(fasta), region, model, length, tile, target, dtype.value, device.value, vocab)
+        result = run_check(str(fasta), region, model, length, tile, target, dtype.value, device.value, vocab, kernels.value)
         typer.echo(f"region             {result.region.to_string(commas=True)} ({len(result.region):,} bp, tile {result.tile}, {result.dtype})")
         typer.echo(f"target             autograd {result.target_autograd:.9g}   pgf {result.target_pgf:.9g}")
         typer.echo(f"max |difference|   {result.max_abs_difference:.3e}")

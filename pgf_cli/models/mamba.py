@@ -11,7 +11,8 @@ the flipped sequence, i.e. tiles taken right to left in genome coordinates.
 
 Parameter names follow the mamba_ssm `Mamba` module (in_proj, conv1d, x_proj,
 dt_proj, A_log, D, out_proj) so published state dicts map one to one. The
-selective scan goes through `pgf_kernels` (the PyTorch reference for now).
+selective scan goes through `pgf_kernels.selective_scan` (Triton on CUDA, the PyTorch
+reference elsewhere; `pgf_kernels.kernel_backend` chooses).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgf_kernels import selective_scan_ref
+from pgf_kernels import selective_scan
 
 
 @dataclass
@@ -91,7 +92,7 @@ class MambaMixer(nn.Module):
         dt_low, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt_low))
         A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
-        y, ssm_state = selective_scan_ref(x, delta, A, B, C, self.D, z, h0=state.ssm)
+        y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm)
         # a copy, not a view: a saved state must not keep the whole tile's conv input alive
         new_state = MixerState(conv=conv_input[..., conv_input.shape[2] - (self.d_conv - 1) :].clone(), ssm=ssm_state)
         return self.out_proj(y.to(hidden.dtype)), new_state

@@ -25,6 +25,7 @@ from pgf.io.writers import open_writer, resolve_format
 from pgf.models.registry import BUILTIN, load_model
 from pgf.models.targets import Target, parse_target
 from pgf.workflows.methods import DEFAULT_METHOD, METHODS, score_gradient
+from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
 from pgf.workflows.windows import window_spans
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -54,6 +55,7 @@ class AttributeRequest:
     dtype: str = "float32"
     fmt: str | None = None
     force: bool = False
+    kernels: str = DEFAULT_KERNELS
 
 
 @dataclass
@@ -273,7 +275,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     device = resolve_device(request.device)
     dtype = DTYPES[request.dtype]
 
-    with Genome(request.fasta) as genome:
+    with Genome(request.fasta) as genome, use_kernels(request.kernels, device):
         regions = resolve_regions(genome, request.regions, request.bed)
         _check_regions_fit_format(regions, fmt)
         loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)

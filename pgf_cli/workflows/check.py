@@ -15,6 +15,7 @@ from pgf.io.regions import Region, parse_region
 from pgf.models.registry import load_model
 from pgf.models.targets import parse_target
 from pgf.workflows.attribute import DTYPES, resolve_device
+from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}  # max |difference| / max |gradient|
 
@@ -47,6 +48,7 @@ def run_check(
     dtype: str = "float32",
     device: str = "auto",
     vocab: str | None = None,
+    kernels: str = DEFAULT_KERNELS,
 ) -> CheckResult:
     """Gradients of the same target from `autograd` and `pgf` on the first `length` bp of the region."""
     if length < 1 or tile < 1:
@@ -54,7 +56,7 @@ def run_check(
     if dtype not in DTYPES:
         raise PgfUserError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     torch_device = resolve_device(device)
-    with Genome(fasta) as genome:
+    with Genome(fasta) as genome, use_kernels(kernels, torch_device):
         region = parse_region(region_spec, genome.chrom_sizes)
         region = Region(region.chrom, region.start, min(region.end, region.start + length), region.name)
         encoded = one_hot(genome.fetch(region))

@@ -35,6 +35,7 @@ from pgf.models.base import SequenceModel
 from pgf.models.registry import BUILTIN, load_model
 from pgf.models.targets import parse_target
 from pgf.workflows.attribute import DTYPES, Reporter, SilentReporter, resolve_device
+from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
 
 MODES = ("linear", "exact", "both")
 
@@ -60,6 +61,7 @@ class EffectRequest:
     device: str = "auto"
     dtype: str = "float32"
     force: bool = False
+    kernels: str = DEFAULT_KERNELS
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
     if dtype is None:
         raise PgfUserError(f"unknown dtype {request.dtype!r}; choose one of: {', '.join(DTYPES)}")
 
-    with Genome(request.fasta) as genome:
+    with Genome(request.fasta) as genome, use_kernels(request.kernels, device):
         region = parse_region(request.region, genome.chrom_sizes)
         sequence = genome.fetch(region)
         perturbations = _perturbations(request, genome, region, sequence, reporter)

@@ -1,0 +1,52 @@
+"""`--kernels`: the CLI runs the chosen selective-scan kernels, and says so clearly when it cannot."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import pgf.workflows.kernels as kernels_module
+from pgf.cli.app import app
+from pgf.errors import PgfUserError
+from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
+from pgf_kernels import get_kernel_backend
+from helpers import random_sequence, write_fasta
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kernels")
+    return write_fasta(folder / "g.fa", {"chr1": random_sequence(400, seed=3)})
+
+
+def test_default_is_the_reference_until_validated_on_a_gpu():
+    assert DEFAULT_KERNELS == "reference"
+
+
+def test_triton_kernels_through_the_cli_agree_with_autograd(genome):
+    # Triton runs interpreted on CPU here (tests/conftest.py sets TRITON_INTERPRET=1 without CUDA)
+    result = invoke("check", genome, "--region", "chr1:1-120", "--model", "random-test", "--kernels", "triton",
+                    "--length", "120", "--tile", "32", "--dtype", "float64", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "OK: the engines agree" in result.stdout
+    assert get_kernel_backend() == "auto"  # restored after the command
+
+
+def test_kernels_that_cannot_run_are_a_user_error(monkeypatch, genome, tmp_path):
+    monkeypatch.setattr(kernels_module, "triton_unavailable_reason", lambda device: "the Triton kernels need CUDA tensors")
+    with pytest.raises(PgfUserError, match="--kernels triton: the Triton kernels need CUDA"):
+        use_kernels("triton", torch.device("cpu"))
+    result = invoke("attribute", genome, "--region", "chr1:1-100", "--model", "random-test", "--kernels", "triton",
+                    "-o", tmp_path / "x.h5")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error: --kernels triton: the Triton kernels need CUDA tensors" in result.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_unknown_kernels_are_refused(genome, tmp_path):
+    result = invoke("attribute", genome, "--region", "chr1:1-100", "--model", "random-test", "--kernels", "cuda",
+                    "-o", tmp_path / "x.h5")
+    assert result.exit_code == 2 and "--kernels" in result.output
