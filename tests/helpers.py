@@ -73,3 +73,14 @@ def onehot(L, seed=0, dtype=torch.float64, batch=1):
     if L > 10:
         x[:, 7] = 0  # an N
     return x
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py (the repository's scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

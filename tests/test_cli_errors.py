@@ -153,14 +153,6 @@ USER_ERRORS: dict[str, tuple[Case, list[str]]] = {
         lambda g, i, o: [g, "--region", "chr1:1-10", "--model", "random-test", "-o", i, "--format", "h5"],
         ["is a directory"],
     ),
-    "model builtin": (
-        lambda g, i, o: [g, "--region", "chr1:1-10", "--model", "builtin", "-o", o / "x.h5"],
-        ["built-in trained model is not part of this version", "random-test"],
-    ),
-    "model default (builtin)": (
-        lambda g, i, o: [g, "--region", "chr1:1-10", "-o", o / "x.h5"],
-        ["built-in trained model is not part of this version"],
-    ),
     "model path missing": (
         lambda g, i, o: [g, "--region", "chr1:1-10", "--model", i / "no_such_model", "-o", o / "x.h5"],
         ["no_such_model", "not found"],
@@ -262,13 +254,14 @@ def test_output_naming_an_input_is_refused_even_with_force(tmp_path, victim):
 
 
 def test_debug_shows_the_traceback_of_a_user_error(genome, out_dir):
-    result = invoke("--debug", "attribute", genome, "--model", "builtin", "--region", "chr1:1-10", "-o", out_dir / "x.h5")
+    missing = out_dir / "no_such_model"
+    result = invoke("--debug", "attribute", genome, "--model", missing, "--region", "chr1:1-10", "-o", out_dir / "x.h5")
     assert result.exit_code == 2
     assert "Traceback" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: the built-in trained model")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: model")
     # the setting does not leak into the next invocation
-    result = attribute(genome, out_dir / "x.h5", "--model", "builtin", "--region", "chr1:1-10", model=None)
-    assert_user_error(result, "built-in")
+    result = attribute(genome, out_dir / "x.h5", "--model", missing, "--region", "chr1:1-10", model=None)
+    assert_user_error(result, "not found")
 
 
 @pytest.mark.parametrize(

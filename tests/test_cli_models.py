@@ -60,7 +60,6 @@ def test_models_show_checkpoint_and_hf_vocab(tmp_path, hf_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["builtin"], "built-in trained model is not part of this version"),
         (["/nonexistent/model"], "not found"),
         (["HF", "--vocab", "A=7"], "lacks a token id for C, G, T, N"),
         (["HF"], "which token is each base"),

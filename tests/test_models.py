@@ -171,8 +171,6 @@ def test_config_errors(tmp_path):
 
 
 def test_load_model_names(tmp_path):
-    with pytest.raises(ModelError, match="built-in trained model is not part of this version"):
-        load_model("builtin")
     with pytest.raises(ModelError, match="not found"):
         load_model(str(tmp_path / "nope"))
     (tmp_path / "file").write_text("x")

@@ -51,3 +51,19 @@ def test_kernels_install_under_their_own_name():
         capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_wheel_ships_the_builtin_model_and_the_motifs(tmp_path):
+    """A non-editable install gets the package data (built-in weights, model card, JASPAR matrices)."""
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("pgf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"pgf/models/builtin/{p.name}" for p in (ROOT / "pgf_cli" / "models" / "builtin").iterdir() if p.is_file()}
+    assert "pgf/models/builtin/model.safetensors" in shipped
+    assert shipped <= names
+    assert "pgf/sim/motifs.json" in names

@@ -1,5 +1,9 @@
 """Finding and loading models: `builtin`, `random-test`, or a checkpoint directory.
 
+`builtin` is the pgf-track-ssm checkpoint shipped inside the package
+(pgf/models/builtin/: config.json, model.safetensors, MODEL_CARD.md), trained
+by scripts/train_builtin.py on simulated DNA.
+
 A checkpoint directory holds config.json and model.safetensors (or
 pytorch_model.bin). The format comes from config.json's `model_type`:
 "pgf-track-ssm" (pgf's own), "mamba" (Hugging Face MambaForCausalLM),
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import safetensors.torch
@@ -29,6 +33,11 @@ BUILTIN = "builtin"
 RANDOM_TEST_CONFIG = TrackSSMConfig(d_model=16, n_layer=2, d_state=8, expand=2, channels=("signal",))
 RANDOM_TEST_SEED = 0
 RANDOM_TEST_NOTE = "tiny randomly initialised network for smoke tests; untrained, its attributions mean nothing"
+BUILTIN_DIR = Path(__file__).with_name("builtin")
+BUILTIN_NOTE = (
+    "trained on simulated DNA with a known regulatory grammar (see its MODEL_CARD.md); "
+    "a demonstration and ground-truth check, not a model of any real genome"
+)
 
 
 @dataclass
@@ -162,6 +171,15 @@ def load_checkpoint(directory: str | Path, vocab: str | None = None) -> LoadedMo
     )
 
 
+def load_builtin() -> LoadedModel:
+    """The shipped model, identified as `builtin` (its checksum tells versions apart)."""
+    if not (BUILTIN_DIR / "config.json").is_file():
+        raise ModelError(f"the built-in model's files are missing from {BUILTIN_DIR}; reinstall pgf")
+    loaded = load_checkpoint(BUILTIN_DIR)
+    loaded.info = replace(loaded.info, model_id=BUILTIN, note=BUILTIN_NOTE)
+    return loaded
+
+
 def load_model(
     spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, vocab: str | None = None
 ) -> LoadedModel:
@@ -171,11 +189,8 @@ def load_model(
     checkpoints whose vocabulary is not DNA-specific (Hugging Face Mamba).
     """
     if spec == BUILTIN:
-        raise ModelError(
-            "the built-in trained model is not part of this version of pgf yet; "
-            f"pass --model DIR (a checkpoint directory) or --model {RANDOM_TEST} for an untrained smoke test"
-        )
-    if spec == RANDOM_TEST:
+        loaded = load_builtin()
+    elif spec == RANDOM_TEST:
         model = build_random_test_model()
         info = ModelInfo(
             model_id=RANDOM_TEST,

@@ -1,0 +1,302 @@
+"""The simulated regulatory grammar: planted elements and the signals they cause.
+
+Elements (each built from JASPAR motif instances, see motifs.json):
+- promoter: 1-3 core motifs (TBP, SP2, NFYA) in 150 bp; base strength = sum of motif weights
+- enhancer: 2-4 motifs (FOSL1::JUN, CEBPB, FOXA1, HNF1A) in 200 bp; strength = sum of weights
+- insulator: one CTCF site; it splits the chromosome into domains
+- silencer: one REST site; it represses promoters within `silencer_range` (short range)
+
+Long-range rule: a promoter's activity is
+
+    base * silencing * (1 + max_boost * tanh(E / max_boost)),
+    E = sum over enhancers e in the SAME domain of s_e * exp(-|d_e| / decay_length)
+
+so an enhancer tens of kb away raises it unless a CTCF site lies between them;
+the boost grows linearly for one weak enhancer and saturates at (1 + max_boost)x.
+Two per-position tracks, as bumps on the planted motif sites: `expression`
+(a promoter's activity shared among its sites by weight) and `accessibility`
+(every site's own height: short range).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pgf.sim.background import BASES, markov_background
+from pgf.sim.motifs import Motif, load_motifs, reverse_complement
+
+CHANNELS = ("expression", "accessibility")
+
+PROMOTER_WEIGHTS = {"TBP": 1.0, "SP2": 0.6, "NFYA": 0.5}
+ENHANCER_WEIGHTS = {"FOSL1::JUN": 1.0, "CEBPB": 0.8, "FOXA1": 0.6, "HNF1A": 0.6}
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """How elements act on the signal."""
+
+    decay_length: float = 25_000.0  # bp; enhancer effect exp(-d / decay_length)
+    max_boost: float = 2.0  # enhancers raise a promoter at most (1 + max_boost)-fold
+    silencer_range: int = 1_000  # bp between a REST site and a promoter's centre
+    silencer_factor: float = 0.3
+    expression_width: float = 50.0  # sd of the expression bump, bp
+    accessibility_width: float = 60.0
+    insulator_accessibility: float = 1.0
+    silencer_accessibility: float = 0.6
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How many elements of each kind are planted, as mean spacings in bp."""
+
+    promoter_every: float = 25_000.0
+    enhancer_every: float = 20_000.0
+    insulator_every: float = 30_000.0
+    silencer_every: float = 80_000.0
+    silencer_near_promoter: float = 0.25  # chance a promoter gets a REST site 300-900 bp away
+    distal_pairs: int = 0  # promoter + enhancer pairs placed 20-45 kb apart, no CTCF between
+    distal_range: tuple[int, int] = (20_000, 45_000)
+    min_gap: int = 300  # bp between planted elements
+
+
+@dataclass(frozen=True)
+class MotifSite:
+    name: str
+    matrix_id: str
+    start: int  # 0-based, half-open
+    end: int
+    strand: str
+
+
+@dataclass
+class Element:
+    role: str
+    start: int
+    end: int
+    sites: list[MotifSite] = field(default_factory=list)
+    strength: float = 0.0  # from its own motifs (base strength of a promoter)
+    activity: float = 0.0  # promoters: after the grammar (enhancers, insulators, silencers)
+    distal_partner: int | None = None  # index of the enhancer (promoter) placed as a distal pair
+
+    @property
+    def centre(self) -> int:
+        return (self.start + self.end) // 2
+
+
+@dataclass
+class SimulatedChromosome:
+    name: str
+    sequence: str
+    signals: np.ndarray  # (len(CHANNELS), L) float32
+    elements: list[Element]
+
+
+class _Occupancy:
+    """Planted intervals, kept `gap` bp apart."""
+
+    def __init__(self, length: int, gap: int):
+        self.length, self.gap, self.intervals = length, gap, []
+
+    def free(self, start: int, end: int) -> bool:
+        if start < self.gap or end > self.length - self.gap:
+            return False
+        return all(end + self.gap <= s or start >= e + self.gap for s, e in self.intervals)
+
+    def take(self, start: int, end: int) -> None:
+        self.intervals.append((start, end))
+
+    def place(self, rng: np.random.Generator, size: int, lo: int = 0, hi: int | None = None, tries: int = 200) -> int | None:
+        hi = self.length - size if hi is None else min(hi, self.length - size)
+        for _ in range(tries):
+            if hi <= lo:
+                return None
+            start = int(rng.integers(lo, hi))
+            if self.free(start, start + size):
+                self.take(start, start + size)
+                return start
+        return None
+
+
+def _plant_sites(
+    rng: np.random.Generator, bases: list[str], start: int, size: int, motifs: list[Motif]
+) -> list[MotifSite]:
+    """Write motif instances (random strand, non-overlapping) inside [start, start + size)."""
+    sites: list[MotifSite] = []
+    for motif in motifs:
+        for _ in range(100):
+            offset = start + int(rng.integers(0, size - motif.length + 1))
+            if all(offset + motif.length <= s.start or offset >= s.end for s in sites):
+                break
+        else:
+            continue
+        instance = motif.sample(rng)
+        strand = "+" if rng.random() < 0.5 else "-"
+        if strand == "-":
+            instance = reverse_complement(instance)
+        bases[offset : offset + motif.length] = list(instance)
+        sites.append(MotifSite(motif.name, motif.matrix_id, offset, offset + motif.length, strand))
+    return sorted(sites, key=lambda s: s.start)
+
+
+def _choose(rng: np.random.Generator, names: list[str], low: int, high: int, repeat: bool) -> list[str]:
+    count = int(rng.integers(low, high + 1))
+    return [str(n) for n in rng.choice(names, size=count, replace=repeat)]
+
+
+def _make_element(role: str, rng: np.random.Generator, bases: list[str], start: int) -> Element:
+    motifs = load_motifs()
+    if role == "promoter":
+        names = ["TBP"] + _choose(rng, ["SP2", "NFYA"], 0, 2, repeat=True) if rng.random() < 0.6 else _choose(rng, ["SP2", "NFYA"], 1, 3, repeat=True)
+        size = 150
+    elif role == "enhancer":
+        names = _choose(rng, list(ENHANCER_WEIGHTS), 2, 4, repeat=True)
+        size = 200
+    elif role == "insulator":
+        names, size = ["CTCF"], 40
+    else:
+        names, size = ["REST"], 40
+    sites = _plant_sites(rng, bases, start, size, [motifs[n] for n in names])
+    weights = PROMOTER_WEIGHTS if role == "promoter" else ENHANCER_WEIGHTS if role == "enhancer" else {}
+    strength = float(sum(weights.get(s.name, 0.0) for s in sites))
+    return Element(role, start, start + size, sites, strength=strength)
+
+
+_SIZES = {"promoter": 150, "enhancer": 200, "insulator": 40, "silencer": 40}
+
+
+def layout_elements(
+    length: int, rng: np.random.Generator, layout: Layout, bases: list[str], reserved: list[tuple[int, int]] = ()
+) -> list[Element]:
+    """Place elements (writing their motifs into `bases`) outside the `reserved` intervals
+    and return them sorted by start."""
+    occupancy = _Occupancy(length, layout.min_gap)
+    for start, end in reserved:
+        occupancy.take(start, end)
+    elements: list[Element] = []
+    pair_spans: list[tuple[int, int]] = []
+
+    for _ in range(layout.distal_pairs):
+        distance = int(rng.integers(*layout.distal_range))
+        promoter_start = occupancy.place(rng, _SIZES["promoter"])
+        if promoter_start is None:
+            break
+        direction = 1 if rng.random() < 0.5 else -1
+        target = promoter_start + direction * distance
+        enhancer_start = occupancy.place(rng, _SIZES["enhancer"], lo=target - 500, hi=target + 500)
+        if enhancer_start is None:
+            occupancy.intervals.remove((promoter_start, promoter_start + _SIZES["promoter"]))
+            continue
+        promoter = _make_element("promoter", rng, bases, promoter_start)
+        enhancer = _make_element("enhancer", rng, bases, enhancer_start)
+        promoter.distal_partner, enhancer.distal_partner = len(elements) + 1, len(elements)
+        elements += [promoter, enhancer]
+        pair_spans.append((min(promoter_start, enhancer_start), max(promoter_start, enhancer_start) + 200))
+
+    counts = {
+        role: int(rng.poisson(length / every))
+        for role, every in (
+            ("promoter", layout.promoter_every),
+            ("enhancer", layout.enhancer_every),
+            ("insulator", layout.insulator_every),
+            ("silencer", layout.silencer_every),
+        )
+    }
+    for role in ("promoter", "enhancer", "silencer"):
+        for _ in range(counts[role]):
+            start = occupancy.place(rng, _SIZES[role])
+            if start is not None:
+                elements.append(_make_element(role, rng, bases, start))
+    for _ in range(counts["insulator"]):  # never between the members of a distal pair
+        for _ in range(50):
+            start = occupancy.place(rng, _SIZES["insulator"], tries=1)
+            if start is None:
+                continue
+            if any(lo - 100 < start < hi + 100 for lo, hi in pair_spans):
+                occupancy.intervals.remove((start, start + _SIZES["insulator"]))
+                continue
+            elements.append(_make_element("insulator", rng, bases, start))
+            break
+    for promoter in [e for e in elements if e.role == "promoter"]:
+        if rng.random() < layout.silencer_near_promoter:
+            offset = int(rng.integers(300, 900)) * (1 if rng.random() < 0.5 else -1)
+            lo = promoter.centre + offset - 20
+            start = occupancy.place(rng, _SIZES["silencer"], lo=lo, hi=lo + 1, tries=1)
+            if start is not None:
+                elements.append(_make_element("silencer", rng, bases, start))
+
+    order = sorted(range(len(elements)), key=lambda i: elements[i].start)
+    new_index = {old: new for new, old in enumerate(order)}
+    for element in elements:
+        if element.distal_partner is not None:
+            element.distal_partner = new_index[element.distal_partner]
+    return [elements[i] for i in order]
+
+
+def promoter_activities(elements: list[Element], grammar: Grammar) -> None:
+    """Set every promoter's `activity` from the grammar (in place)."""
+    insulators = np.array(sorted(e.centre for e in elements if e.role == "insulator"), dtype=np.int64)
+    enhancers = [e for e in elements if e.role == "enhancer"]
+    silencers = np.array([e.centre for e in elements if e.role == "silencer"], dtype=np.int64)
+    enhancer_centres = np.array([e.centre for e in enhancers], dtype=np.int64)
+    enhancer_strengths = np.array([e.strength for e in enhancers])
+    enhancer_domains = np.searchsorted(insulators, enhancer_centres)
+    for promoter in (e for e in elements if e.role == "promoter"):
+        domain = np.searchsorted(insulators, promoter.centre)
+        same = enhancer_domains == domain
+        distance = np.abs(enhancer_centres[same] - promoter.centre)
+        boost = float(np.sum(enhancer_strengths[same] * np.exp(-distance / grammar.decay_length)))
+        silenced = silencers.size and np.min(np.abs(silencers - promoter.centre)) <= grammar.silencer_range
+        saturated = grammar.max_boost * np.tanh(boost / grammar.max_boost)
+        promoter.activity = promoter.strength * (grammar.silencer_factor if silenced else 1.0) * (1.0 + saturated)
+
+
+def _add_bump(track: np.ndarray, centre: int, height: float, width: float) -> None:
+    reach = int(4 * width)
+    lo, hi = max(0, centre - reach), min(track.size, centre + reach + 1)
+    offsets = np.arange(lo, hi) - centre
+    track[lo:hi] += height * np.exp(-0.5 * (offsets / width) ** 2)
+
+
+def _site_weight(site: MotifSite) -> float:
+    return PROMOTER_WEIGHTS.get(site.name, 0.0) + ENHANCER_WEIGHTS.get(site.name, 0.0)
+
+
+def render_signals(length: int, elements: list[Element], grammar: Grammar) -> np.ndarray:
+    """The (2, L) float32 tracks, as bumps centred on the planted motif sites (positions
+    the sequence itself reveals): `expression` puts a promoter's activity on its sites in
+    proportion to their weights; `accessibility` is each site's own contribution (half its
+    weight for promoter and enhancer motifs, fixed heights for CTCF and REST)."""
+    signals = np.zeros((len(CHANNELS), length), dtype=np.float64)
+    for element in elements:
+        for site in element.sites:
+            centre = (site.start + site.end) // 2
+            if element.role == "promoter" and element.strength > 0:
+                share = element.activity * _site_weight(site) / element.strength
+                _add_bump(signals[0], centre, share, grammar.expression_width)
+            if element.role in ("promoter", "enhancer"):
+                height = 0.5 * _site_weight(site)
+            elif element.role == "insulator":
+                height = grammar.insulator_accessibility
+            else:
+                height = grammar.silencer_accessibility
+            _add_bump(signals[1], centre, height, grammar.accessibility_width)
+    return signals.astype(np.float32)
+
+
+def simulate_chromosome(
+    name: str,
+    length: int,
+    rng: np.random.Generator,
+    layout: Layout = Layout(),
+    grammar: Grammar = Grammar(),
+    gc_content: float = 0.41,
+    reserved: list[tuple[int, int]] = (),
+) -> SimulatedChromosome:
+    """Background, planted elements, their activities and the two signal tracks.
+    No element is planted in (or within `layout.min_gap` of) a `reserved` interval."""
+    bases = list(BASES[markov_background(length, rng, gc_content)])
+    elements = layout_elements(length, rng, layout, bases, reserved)
+    promoter_activities(elements, grammar)
+    return SimulatedChromosome(name, "".join(bases), render_signals(length, elements, grammar), elements)

@@ -1,0 +1,146 @@
+"""The simulated genome: deterministic, the grammar's rules hold, sample_data/ regenerates from its config."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyBigWig
+import pytest
+
+from helpers import load_script
+from pgf.sim.background import markov_background
+from pgf.sim.grammar import CHANNELS, Element, Grammar, Layout, promoter_activities, simulate_chromosome
+from pgf.sim.motifs import load_motifs, reverse_complement
+from pgf.sim.truth import read_truth_elements, read_truth_motifs
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+
+def test_simulation_is_deterministic_for_a_seed():
+    layout = Layout(distal_pairs=1)
+    a = simulate_chromosome("c", 60_000, np.random.default_rng(11), layout)
+    b = simulate_chromosome("c", 60_000, np.random.default_rng(11), layout)
+    c = simulate_chromosome("c", 60_000, np.random.default_rng(12), layout)
+    assert a.sequence == b.sequence and np.array_equal(a.signals, b.signals)
+    assert [(e.role, e.start, e.activity) for e in a.elements] == [(e.role, e.start, e.activity) for e in b.elements]
+    assert a.sequence != c.sequence
+    assert a.signals.shape == (len(CHANNELS), 60_000) and a.signals.dtype == np.float32
+
+
+def test_background_composition():
+    bases = markov_background(200_000, np.random.default_rng(0))
+    gc = np.isin(bases, [1, 2]).mean()
+    cpg = np.mean((bases[:-1] == 1) & (bases[1:] == 2))
+    expected = np.mean(bases == 1) * np.mean(bases == 2)
+    assert abs(gc - 0.41) < 0.01
+    assert 0.2 < cpg / expected < 0.3
+
+
+def _element(role, start, strength=1.0):
+    return Element(role, start, start + 100, strength=strength)
+
+
+def test_enhancer_effect_decays_and_is_blocked_by_an_insulator():
+    grammar = Grammar(decay_length=10_000.0, max_boost=2.0)
+    promoter, enhancer = _element("promoter", 50_000), _element("enhancer", 70_000, strength=0.5)
+    promoter_activities([promoter, enhancer], grammar)
+    boost = 0.5 * np.exp(-20_000 / 10_000)
+    assert promoter.activity == pytest.approx(1.0 * (1 + 2.0 * np.tanh(boost / 2.0)))
+    assert promoter.activity > 1.0
+
+    blocked = _element("promoter", 50_000)
+    promoter_activities([blocked, _element("insulator", 60_000), _element("enhancer", 70_000, strength=0.5)], grammar)
+    assert blocked.activity == pytest.approx(1.0)
+
+    # an insulator outside the pair does not block
+    outside = _element("promoter", 50_000)
+    promoter_activities([_element("insulator", 10_000), outside, _element("enhancer", 70_000, strength=0.5)], grammar)
+    assert outside.activity == pytest.approx(promoter.activity)
+
+    # saturation: many strong enhancers give at most (1 + max_boost)x
+    crowded = _element("promoter", 50_000)
+    promoter_activities([crowded] + [_element("enhancer", 50_500 + 300 * i, strength=3.0) for i in range(10)], grammar)
+    assert 2.9 < crowded.activity <= 3.0
+
+
+def test_silencer_is_short_range():
+    grammar = Grammar()
+    near, far = _element("promoter", 10_000), _element("promoter", 50_000)
+    promoter_activities([near, _element("silencer", 10_600), far, _element("silencer", 52_000)], grammar)
+    assert near.activity == pytest.approx(grammar.silencer_factor)
+    assert far.activity == pytest.approx(1.0)
+
+
+def test_motifs_are_the_listed_jaspar_matrices():
+    motifs = load_motifs()
+    ids = {m.name: m.matrix_id for m in motifs.values()}
+    assert ids == {
+        "TBP": "MA0108.2", "SP2": "MA0516.1", "NFYA": "MA0060.1", "FOSL1::JUN": "MA1128.1", "CEBPB": "MA0466.3",
+        "FOXA1": "MA0148.3", "HNF1A": "MA0046.3", "CTCF": "MA0139.2", "REST": "MA0138.3",
+    }
+    for motif in motifs.values():
+        assert np.allclose(motif.probabilities.sum(axis=1), 1.0)
+
+
+def _log_odds(motif, site: str) -> float:
+    index = {"A": 0, "C": 1, "G": 2, "T": 3}
+    return float(sum(np.log2(motif.probabilities[i, index[b]] / 0.25) for i, b in enumerate(site)))
+
+
+def test_truth_files_point_at_the_planted_motifs():
+    from pgf.io.genome import Genome
+    from pgf.io.regions import Region
+
+    motifs = load_motifs()
+    truth = read_truth_motifs(SAMPLE / "truth_motifs.bed")
+    elements = {e.name: e for e in read_truth_elements(SAMPLE / "truth_elements.bed")}
+    assert len(truth) > 100
+    with Genome(SAMPLE / "genome.fa") as genome:
+        scores = []
+        for site in truth:
+            sequence = genome.fetch(Region(site.chrom, site.start, site.end)).upper()
+            if site.strand == "-":
+                sequence = reverse_complement(sequence)
+            scores.append(_log_odds(motifs[site.name], sequence))
+            element = elements[site.element]
+            assert element.start <= site.start and site.end <= element.end
+        shifted = []  # the same windows one base to the right score far lower
+        for site in truth[:60]:
+            sequence = genome.fetch(Region(site.chrom, site.start + 1, site.end + 1)).upper()
+            if site.strand == "-":
+                sequence = reverse_complement(sequence)
+            shifted.append(_log_odds(motifs[site.name], sequence))
+    assert min(scores) > 0
+    assert np.median(scores) > np.median(shifted) + 5
+
+
+def test_sample_data_regenerates_from_its_config(tmp_path):
+    make = load_script("make_sample_genome")
+    config = json.loads((ROOT / "configs" / "sample_genome.json").read_text())
+    chromosomes = make.simulate_genome(config)
+    make.write_fasta(chromosomes, tmp_path / "genome.fa", config["line_width"])
+    make.write_truth(chromosomes, tmp_path / "truth_elements.bed", tmp_path / "truth_motifs.bed")
+    for name in ("genome.fa", "truth_elements.bed", "truth_motifs.bed"):
+        assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+    for index, channel in enumerate(CHANNELS):
+        with pyBigWig.open(str(SAMPLE / f"{channel}.bw")) as bw:
+            for chromosome in chromosomes:
+                stored = np.asarray(bw.values(chromosome.name, 0, len(chromosome.sequence)), dtype=np.float32)
+                np.testing.assert_array_equal(stored, chromosome.signals[index])
+    regions = make.showcase_regions(chromosomes, config["region_flank"])
+    assert "".join(f"{c}\t{s}\t{e}\t{n}\n" for c, s, e, n in regions) == (SAMPLE / "regions.bed").read_text()
+    make.write_variants(chromosomes, tmp_path / "variants.vcf", np.random.default_rng(config["seed"] + 1), config["background_variants"])
+    assert (tmp_path / "variants.vcf").read_text() == (SAMPLE / "variants.vcf").read_text()
+
+
+def test_sample_genome_has_distal_pairs_without_insulators_between():
+    elements = read_truth_elements(SAMPLE / "truth_elements.bed")
+    by_name = {e.name: e for e in elements}
+    pairs = [(e, by_name[e.distal_partner]) for e in elements if e.role == "promoter" and e.distal_partner]
+    assert len(pairs) >= 4
+    for promoter, enhancer in pairs:
+        lo, hi = sorted([(promoter.start + promoter.end) // 2, (enhancer.start + enhancer.end) // 2])
+        assert 20_000 <= hi - lo <= 45_500
+        assert not any(e.role == "insulator" and e.chrom == promoter.chrom and lo < e.start < hi for e in elements)
+        assert promoter.activity > promoter.strength  # the enhancer raises it
