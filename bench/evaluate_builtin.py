@@ -94,7 +94,8 @@ def evaluate(model_spec: str, sample: Path) -> dict:
     elements = read_truth_elements(sample / "truth_elements.bed")
     motifs = read_truth_motifs(sample / "truth_motifs.bed")
     chroms = list(genome.chrom_sizes)
-    result: dict = {"model": loaded.info.model_id, "checksum": loaded.info.checksum, "sample": str(sample)}
+    shown = sample.resolve().relative_to(ROOT) if sample.resolve().is_relative_to(ROOT) else sample
+    result: dict = {"model": loaded.info.model_id, "checksum": loaded.info.checksum, "sample": str(shown)}
 
     # prediction and genome-wide attributions, one chromosome at a time
     truth_pred: dict[str, list] = {c: [[], []] for c in channels}
