@@ -509,6 +509,7 @@ def test_readme_sample_job_through_the_console_script(tmp_path):
     proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "WARNING" not in proc.stderr
+    assert "model 'builtin': trained on simulated DNA" in proc.stderr
 
     data = read_h5(tmp_path / "sample_out.h5")
     (group_name,) = [name for name in data if name != "/"]

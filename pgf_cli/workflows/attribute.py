@@ -281,6 +281,8 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
         loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)
         if not loaded.info.trained:
             reporter.warn(f"model {loaded.info.model_id!r} is a {loaded.info.note}")
+        elif loaded.info.note:  # e.g. the built-in model: trained on simulated DNA only
+            reporter.info(f"model {loaded.info.model_id!r}: {loaded.info.note}")
         target = _resolve_target(request, loaded.model, genome, regions)
         metadata = RunMetadata(
             method=request.method,

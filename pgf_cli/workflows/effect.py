@@ -168,6 +168,8 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
         loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)
         if not loaded.info.trained:
             reporter.warn(f"model {loaded.info.model_id!r} is a {loaded.info.note}")
+        elif loaded.info.note:  # e.g. the built-in model: trained on simulated DNA only
+            reporter.info(f"model {loaded.info.model_id!r}: {loaded.info.note}")
         output, channels, description = output_function(loaded.model)
         channel = _channel_index(request.channel, channels)
         track_index = _track_index(request, perturbations)
