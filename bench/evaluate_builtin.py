@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 import torch
+
+from results_io import git_commit
 
 from pgf.engine.adjoint import AdjointEngine
 from pgf.engine.forward import forward_sweep
@@ -245,10 +246,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     result = evaluate(args.model, args.sample)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     result["environment"] = {
         "torch": torch.__version__, "python": sys.version.split()[0], "machine": platform.machine(),
-        "threads": args.threads, "git_commit": commit or None, "seconds": round(time.perf_counter() - started, 1),
+        "threads": args.threads, "git_commit": git_commit(), "seconds": round(time.perf_counter() - started, 1),
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -26,29 +26,14 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
+
+from results_io import git_commit, write_results
 
 METHODS = ("triton-forward", "triton-tangent", "triton-adjoint", "reference-forward", "reference-autograd")
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
-
-
-def git_commit() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 class Timer:
@@ -266,16 +251,7 @@ def main() -> None:
                     record["fraction_of_copy_bandwidth"] = record["bytes_per_second"] / env["copy_bytes_per_second"]
                 records.append(record)
                 print(json.dumps(record), flush=True)
-    out = args.out
-    if out is None:
-        if args.smoke:
-            out = os.path.join(tempfile.gettempdir(), "cpu-smoke-kernel-scan.json")
-        else:
-            out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{slug(env['device_name'])}-kernel-scan.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as handle:
-        json.dump({"environment": env, "cases": records}, handle, indent=1)
-    print(f"wrote {out}", file=sys.stderr)
+    write_results({"environment": env, "cases": records}, args.out, env["device_name"], "kernel-scan", args.smoke)
 
 
 if __name__ == "__main__":

@@ -26,25 +26,15 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
-import tempfile
 import time
+
+from results_io import git_commit, write_results
 
 CMAP = {7: 10, 8: 9, 9: 8, 10: 7}  # A<->T, C<->G in the Caduceus vocabulary
 TARGETS_GB = {131072: 2.0, 1048576: 8.0}
 TARGET_RATIO = 3.0
-
-
-def git_commit() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def build_model(d_model: int, n_layer: int):
@@ -184,17 +174,7 @@ def main() -> None:
                 summary["memory_target_met"] = summary["gradient_peak_gb"] <= TARGETS_GB[length]
         records.append(summary)
         print(json.dumps(summary), flush=True)
-    out = args.out
-    if out is None:
-        if args.smoke:
-            out = os.path.join(tempfile.gettempdir(), "cpu-smoke-model-gradient-memory.json")
-        else:
-            name = re.sub(r"[^a-z0-9]+", "-", env["device_name"].lower()).strip("-")
-            out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}-model-gradient-memory.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as handle:
-        json.dump({"environment": env, "records": records}, handle, indent=1)
-    print(f"wrote {out}", file=sys.stderr)
+    write_results({"environment": env, "records": records}, args.out, env["device_name"], "model-gradient-memory", args.smoke)
 
 
 if __name__ == "__main__":
