@@ -47,31 +47,36 @@ def selective_scan_ref(
     if L == 0:
         return x.new_zeros(b, 0, E).to(out_dtype), h_start
 
-    log_decay = delta.unsqueeze(-1) * A  # (b, L, E, N), <= 0 for A < 0
-    drive = (delta * x).unsqueeze(-1) * B.unsqueeze(2)  # (b, L, E, N)
-
     T = chunk if chunk is not None else max(1, math.isqrt(L))
     pad = (-L) % T
-    if pad:  # padded steps keep the state: decay exp(0) = 1, no input
-        log_decay = F.pad(log_decay, (0, 0, 0, 0, 0, pad))
-        drive = F.pad(drive, (0, 0, 0, 0, 0, pad))
     n_chunks = (L + pad) // T
-    log_decay = log_decay.view(b, n_chunks, T, E, N)
-    drive = drive.view(b, n_chunks, T, E, N)
+
+    def time_major(t: torch.Tensor) -> torch.Tensor:
+        """(b, L, k) -> (T, b, n_chunks, k), contiguous, padded with zeros; padded
+        steps keep the state (decay exp(0) = 1, no input)."""
+        if pad:
+            t = F.pad(t, (0, 0, 0, pad))
+        return t.reshape(b, n_chunks, T, t.shape[-1]).permute(2, 0, 1, 3).contiguous()
+
+    # Work in (T, b, n_chunks, E, N) so that every step of the loops below reads and
+    # writes contiguous memory.
+    delta_tm = time_major(delta)
+    log_decay = delta_tm.unsqueeze(-1) * A  # <= 0 for A < 0
+    drive = (delta_tm * time_major(x)).unsqueeze(-1) * time_major(B).unsqueeze(3)
 
     # Loops take slices with unbind, never by indexing: the backward of an index into
     # a large tensor writes a full-size zero gradient per step (quadratic in L).
     # 1. chunk-local states from a zero start, all chunks at once
     local = []
     h = torch.zeros(b, n_chunks, E, N, dtype=work, device=x.device)
-    for decay_t, drive_t in zip(torch.exp(log_decay).unbind(2), drive.unbind(2)):
+    for decay_t, drive_t in zip(torch.exp(log_decay).unbind(0), drive.unbind(0)):
         h = decay_t * h + drive_t
         local.append(h)
-    local_states = torch.stack(local, dim=2)  # (b, n_chunks, T, E, N)
+    local_states = torch.stack(local, dim=0)  # (T, b, n_chunks, E, N)
 
     # 2. sequential pass over chunk-start states
-    cum_log_decay = torch.cumsum(log_decay, dim=2)  # non-positive, non-increasing
-    chunk_decay = torch.exp(cum_log_decay[:, :, -1])
+    cum_log_decay = torch.cumsum(log_decay, dim=0)  # non-positive, non-increasing
+    chunk_decay = torch.exp(cum_log_decay[-1])
     starts = []
     carry = h_start
     for decay_c, end_c in zip(chunk_decay.unbind(1), local[-1].unbind(1)):
@@ -79,11 +84,10 @@ def selective_scan_ref(
         carry = decay_c * carry + end_c
     chunk_starts = torch.stack(starts, dim=1)  # (b, n_chunks, E, N)
 
-    # 3. fix-up: add each chunk's start state, decayed to every position
-    states = local_states + torch.exp(cum_log_decay) * chunk_starts.unsqueeze(2)
-    states = states.reshape(b, L + pad, E, N)[:, :L]
-
-    y = torch.einsum("blen,bln->ble", states, C)
+    # 3. fix-up: add each chunk's start state, decayed to every position; read out
+    states = local_states + torch.exp(cum_log_decay) * chunk_starts
+    y_tm = torch.einsum("tbcen,tbcn->tbce", states, time_major(C))
+    y = y_tm.permute(1, 2, 0, 3).reshape(b, L + pad, E)[:, :L]
     if D is not None:
         y = y + D.to(work) * x
     if z is not None:
