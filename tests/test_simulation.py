@@ -46,30 +46,30 @@ def test_enhancer_effect_decays_and_is_blocked_by_an_insulator():
     promoter, enhancer = _element("promoter", 50_000), _element("enhancer", 70_000, strength=0.5)
     promoter_activities([promoter, enhancer], grammar)
     boost = 0.5 * np.exp(-20_000 / 10_000)
-    assert promoter.activity == pytest.approx(1.0 * (1 + 2.0 * np.tanh(boost / 2.0)))
-    assert promoter.activity > 1.0
+    assert promoter.activity == pytest.approx(1.0 * (grammar.basal + 2.0 * np.tanh(boost / 2.0)))
+    assert promoter.activity > grammar.basal
 
     blocked = _element("promoter", 50_000)
     promoter_activities([blocked, _element("insulator", 60_000), _element("enhancer", 70_000, strength=0.5)], grammar)
-    assert blocked.activity == pytest.approx(1.0)
+    assert blocked.activity == pytest.approx(grammar.basal)
 
     # an insulator outside the pair does not block
     outside = _element("promoter", 50_000)
     promoter_activities([_element("insulator", 10_000), outside, _element("enhancer", 70_000, strength=0.5)], grammar)
     assert outside.activity == pytest.approx(promoter.activity)
 
-    # saturation: many strong enhancers give at most (1 + max_boost)x
+    # saturation: many strong enhancers add at most max_boost
     crowded = _element("promoter", 50_000)
     promoter_activities([crowded] + [_element("enhancer", 50_500 + 300 * i, strength=3.0) for i in range(10)], grammar)
-    assert 2.9 < crowded.activity <= 3.0
+    assert grammar.basal + 1.9 < crowded.activity <= grammar.basal + 2.0
 
 
 def test_silencer_is_short_range():
     grammar = Grammar()
     near, far = _element("promoter", 10_000), _element("promoter", 50_000)
     promoter_activities([near, _element("silencer", 10_600), far, _element("silencer", 52_000)], grammar)
-    assert near.activity == pytest.approx(grammar.silencer_factor)
-    assert far.activity == pytest.approx(1.0)
+    assert near.activity == pytest.approx(grammar.silencer_factor * grammar.basal)
+    assert far.activity == pytest.approx(grammar.basal)
 
 
 def test_motifs_are_the_listed_jaspar_matrices():
@@ -135,12 +135,45 @@ def test_sample_data_regenerates_from_its_config(tmp_path):
 
 
 def test_sample_genome_has_distal_pairs_without_insulators_between():
+    """Each distal pair: 20-45 kb apart, nothing (no insulator, no other enhancer) between
+    them, and the partner raises its promoter at least 1.5-fold over the basal level."""
     elements = read_truth_elements(SAMPLE / "truth_elements.bed")
     by_name = {e.name: e for e in elements}
     pairs = [(e, by_name[e.distal_partner]) for e in elements if e.role == "promoter" and e.distal_partner]
-    assert len(pairs) >= 4
+    assert len(pairs) >= 5
+    centre = lambda e: (e.start + e.end) // 2  # noqa: E731
     for promoter, enhancer in pairs:
-        lo, hi = sorted([(promoter.start + promoter.end) // 2, (enhancer.start + enhancer.end) // 2])
+        lo, hi = sorted([centre(promoter), centre(enhancer)])
         assert 20_000 <= hi - lo <= 45_500
-        assert not any(e.role == "insulator" and e.chrom == promoter.chrom and lo < e.start < hi for e in elements)
-        assert promoter.activity > promoter.strength  # the enhancer raises it
+        between = [e for e in elements if e.chrom == promoter.chrom and lo < centre(e) < hi]
+        assert not [e for e in between if e.role in ("insulator", "enhancer")]
+        grammar = Grammar()
+        silenced = any(
+            e.role == "silencer" and e.chrom == promoter.chrom and abs(centre(e) - centre(promoter)) <= grammar.silencer_range
+            for e in elements
+        )
+        alone = promoter.strength * grammar.basal * (grammar.silencer_factor if silenced else 1.0)
+        assert promoter.activity > 1.5 * alone
+
+
+def test_distal_pair_promoter_has_a_guarding_insulator_on_its_other_side():
+    layout = Layout(promoter_every=1e9, enhancer_every=5_000, insulator_every=1e9, silencer_every=1e9, distal_pairs=3)
+    chromosome = simulate_chromosome("chrT", 200_000, np.random.default_rng(3), layout)
+    elements = chromosome.elements
+    pairs = [(p, elements[p.distal_partner]) for p in elements if p.role == "promoter" and p.distal_partner is not None]
+    assert len(pairs) == 3
+    guarded = 0
+    for promoter, enhancer in pairs:
+        side = 1 if enhancer.centre > promoter.centre else -1
+        lo, hi = sorted([promoter.centre, enhancer.centre])
+        assert not [e for e in elements if lo < e.centre < hi and e.role in ("enhancer", "insulator")]
+        guards = [e for e in elements if e.role == "insulator" and 800 <= (promoter.centre - e.centre) * side <= 3_300]
+        guarded += bool(guards)
+        # the guard blocks everything on its far side: dropping those elements changes nothing
+        if guards:
+            full = promoter.activity
+            near_side = [e for e in elements if (e.centre - guards[0].centre) * side >= 0]
+            promoter_activities(near_side, Grammar())
+            assert promoter.activity == pytest.approx(full)
+            assert any(e.role == "enhancer" for e in elements if (e.centre - guards[0].centre) * side < 0)
+    assert guarded >= 2

@@ -8,11 +8,15 @@ Elements (each built from JASPAR motif instances, see motifs.json):
 
 Long-range rule: a promoter's activity is
 
-    base * silencing * (1 + max_boost * tanh(E / max_boost)),
+    base * silencing * (basal + max_boost * tanh(E / max_boost)),
     E = sum over enhancers e in the SAME domain of s_e * exp(-|d_e| / decay_length)
 
 so an enhancer tens of kb away raises it unless a CTCF site lies between them;
-the boost grows linearly for one weak enhancer and saturates at (1 + max_boost)x.
+the boost grows linearly for one weak enhancer and saturates at max_boost. With
+the default basal 0.25 a promoter without enhancers is nearly silent: most of
+the variation of `expression` comes from enhancers, as for enhancer-dependent
+genes (a small basal share keeps the long-range rule from being a footnote a
+model can ignore).
 Two per-position tracks, as bumps on the planted motif sites: `expression`
 (a promoter's activity shared among its sites by weight) and `accessibility`
 (every site's own height: short range).
@@ -38,7 +42,8 @@ class Grammar:
     """How elements act on the signal."""
 
     decay_length: float = 25_000.0  # bp; enhancer effect exp(-d / decay_length)
-    max_boost: float = 2.0  # enhancers raise a promoter at most (1 + max_boost)-fold
+    max_boost: float = 2.0  # enhancers add at most max_boost to the activity factor
+    basal: float = 0.25  # activity factor of a promoter with no enhancer in its domain
     silencer_range: int = 1_000  # bp between a REST site and a promoter's centre
     silencer_factor: float = 0.3
     expression_width: float = 50.0  # sd of the expression bump, bp
@@ -52,8 +57,8 @@ class Layout:
     """How many elements of each kind are planted, as mean spacings in bp."""
 
     promoter_every: float = 25_000.0
-    enhancer_every: float = 20_000.0
-    insulator_every: float = 30_000.0
+    enhancer_every: float = 40_000.0
+    insulator_every: float = 20_000.0
     silencer_every: float = 80_000.0
     silencer_near_promoter: float = 0.25  # chance a promoter gets a REST site 300-900 bp away
     distal_pairs: int = 0  # promoter + enhancer pairs placed 20-45 kb apart, no CTCF between
@@ -166,6 +171,21 @@ def _make_element(role: str, rng: np.random.Generator, bases: list[str], start: 
 _SIZES = {"promoter": 150, "enhancer": 200, "insulator": 40, "silencer": 40}
 
 
+def _place_outside(
+    occupancy: _Occupancy, rng: np.random.Generator, size: int, spans: list[tuple[int, int]], tries: int = 50
+) -> int | None:
+    """Place an element of `size` bp at least 100 bp outside every one of `spans`."""
+    for _ in range(tries):
+        start = occupancy.place(rng, size, tries=1)
+        if start is None:
+            continue
+        if any(lo - 100 < start + size and start < hi + 100 for lo, hi in spans):
+            occupancy.intervals.remove((start, start + size))
+            continue
+        return start
+    return None
+
+
 def layout_elements(
     length: int, rng: np.random.Generator, layout: Layout, bases: list[str], reserved: list[tuple[int, int]] = ()
 ) -> list[Element]:
@@ -177,22 +197,34 @@ def layout_elements(
     elements: list[Element] = []
     pair_spans: list[tuple[int, int]] = []
 
-    for _ in range(layout.distal_pairs):
+    # distal pairs: a promoter, its enhancer 20-45 kb to one side with no other enhancer
+    # and no insulator between them, and a CTCF site 1-3 kb on the promoter's other side
+    # so that the partner is the promoter's only enhancer; pairs do not overlap
+    attempts = 0
+    while len(pair_spans) < layout.distal_pairs and attempts < 20 * layout.distal_pairs:
+        attempts += 1
         distance = int(rng.integers(*layout.distal_range))
+        direction = 1 if rng.random() < 0.5 else -1
         promoter_start = occupancy.place(rng, _SIZES["promoter"])
         if promoter_start is None:
             break
-        direction = 1 if rng.random() < 0.5 else -1
         target = promoter_start + direction * distance
         enhancer_start = occupancy.place(rng, _SIZES["enhancer"], lo=target - 500, hi=target + 500)
-        if enhancer_start is None:
+        span = (min(promoter_start, target - 500), max(promoter_start, target + 500) + _SIZES["enhancer"])
+        if enhancer_start is None or any(span[0] < hi + 1_000 and lo - 1_000 < span[1] for lo, hi in pair_spans):
             occupancy.intervals.remove((promoter_start, promoter_start + _SIZES["promoter"]))
+            if enhancer_start is not None:
+                occupancy.intervals.remove((enhancer_start, enhancer_start + _SIZES["enhancer"]))
             continue
         promoter = _make_element("promoter", rng, bases, promoter_start)
         enhancer = _make_element("enhancer", rng, bases, enhancer_start)
         promoter.distal_partner, enhancer.distal_partner = len(elements) + 1, len(elements)
         elements += [promoter, enhancer]
-        pair_spans.append((min(promoter_start, enhancer_start), max(promoter_start, enhancer_start) + 200))
+        pair_spans.append((min(promoter_start, enhancer_start), max(promoter_start, enhancer_start) + _SIZES["enhancer"]))
+        guard = promoter_start - direction * int(rng.integers(1_000, 3_000))
+        guard_start = occupancy.place(rng, _SIZES["insulator"], lo=guard - 200, hi=guard + 200)
+        if guard_start is not None:
+            elements.append(_make_element("insulator", rng, bases, guard_start))
 
     counts = {
         role: int(rng.poisson(length / every))
@@ -203,21 +235,18 @@ def layout_elements(
             ("silencer", layout.silencer_every),
         )
     }
-    for role in ("promoter", "enhancer", "silencer"):
+    for role in ("promoter", "silencer"):
         for _ in range(counts[role]):
             start = occupancy.place(rng, _SIZES[role])
             if start is not None:
                 elements.append(_make_element(role, rng, bases, start))
-    for _ in range(counts["insulator"]):  # never between the members of a distal pair
-        for _ in range(50):
-            start = occupancy.place(rng, _SIZES["insulator"], tries=1)
-            if start is None:
-                continue
-            if any(lo - 100 < start < hi + 100 for lo, hi in pair_spans):
-                occupancy.intervals.remove((start, start + _SIZES["insulator"]))
-                continue
-            elements.append(_make_element("insulator", rng, bases, start))
-            break
+    # never between the members of a distal pair: no insulator (it would block the pair)
+    # and no other enhancer (the pair's promoter owes its activity to its partner)
+    for role in ("enhancer", "insulator"):
+        for _ in range(counts[role]):
+            start = _place_outside(occupancy, rng, _SIZES[role], pair_spans)
+            if start is not None:
+                elements.append(_make_element(role, rng, bases, start))
     for promoter in [e for e in elements if e.role == "promoter"]:
         if rng.random() < layout.silencer_near_promoter:
             offset = int(rng.integers(300, 900)) * (1 if rng.random() < 0.5 else -1)
@@ -249,7 +278,7 @@ def promoter_activities(elements: list[Element], grammar: Grammar) -> None:
         boost = float(np.sum(enhancer_strengths[same] * np.exp(-distance / grammar.decay_length)))
         silenced = silencers.size and np.min(np.abs(silencers - promoter.centre)) <= grammar.silencer_range
         saturated = grammar.max_boost * np.tanh(boost / grammar.max_boost)
-        promoter.activity = promoter.strength * (grammar.silencer_factor if silenced else 1.0) * (1.0 + saturated)
+        promoter.activity = promoter.strength * (grammar.silencer_factor if silenced else 1.0) * (grammar.basal + saturated)
 
 
 def _add_bump(track: np.ndarray, centre: int, height: float, width: float) -> None:
