@@ -61,7 +61,7 @@ class Layout:
     insulator_every: float = 20_000.0
     silencer_every: float = 80_000.0
     silencer_near_promoter: float = 0.25  # chance a promoter gets a REST site 300-900 bp away
-    distal_pairs: int = 0  # promoter + enhancer pairs placed 20-45 kb apart, no CTCF between
+    distal_pairs: int = 0  # promoter + enhancer pairs 20-45 kb apart, nothing between, a CTCF guard beyond
     distal_range: tuple[int, int] = (20_000, 45_000)
     min_gap: int = 300  # bp between planted elements
 
