@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ def main() -> None:
                 centre = promoter.centre
                 ratio = float(without[centre - 100 : centre + 100].sum() / track[centre - 100 : centre + 100, 0].sum())
                 others = [e for e in chromosome.elements if e is not enhancer]
-                copy = [type(e)(e.role, e.start, e.end, e.sites, e.strength) for e in others]
+                copy = [replace(e) for e in others]  # promoter_activities sets .activity in place
                 promoter_activities(copy, Grammar())
                 alone = next(e for e in copy if e.start == promoter.start and e.role == "promoter")
                 effects.append({"distance": abs(centre - enhancer.centre), "predicted_ratio": round(ratio, 3),

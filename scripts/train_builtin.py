@@ -93,15 +93,11 @@ def build_model(config: TrackSSMConfig, seed: int, dt_min: float = 1e-5) -> Trac
     return model
 
 
-def make_batch(
-    rng: np.random.Generator, length: int, batch: int, layouts: Layout | list[Layout]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(onehot (b, L, 4), signals (b, L, channels)) from `batch` freshly simulated
-    chromosomes, the i-th laid out by layouts[i % len(layouts)]."""
-    layouts = layouts if isinstance(layouts, list) else [layouts]
+def make_batch(rng: np.random.Generator, length: int, batch: int, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """(onehot (b, L, 4), signals (b, L, channels)) from `batch` freshly simulated chromosomes."""
     onehots, signals = [], []
-    for index in range(batch):
-        chromosome = simulate_chromosome("train", length, rng, layouts[index % len(layouts)])
+    for _ in range(batch):
+        chromosome = simulate_chromosome("train", length, rng, layout)
         onehots.append(torch.from_numpy(one_hot(chromosome.sequence)))
         signals.append(torch.from_numpy(chromosome.signals.T.copy()))
     return torch.stack(onehots).float(), torch.stack(signals).float()
