@@ -85,6 +85,18 @@ def _limitations(evaluation: dict) -> str:
     return "\n".join(lines) if lines else "- Every evaluation target is met."
 
 
+def _paired_text(args: dict) -> str:
+    """The counterfactual-pair part of the training recipe, when the run used one."""
+    if not args.get("paired_weight"):
+        return ""
+    return (
+        f"; every window is paired with a copy in which one enhancer (half the time every enhancer) is shuffled "
+        f"and the truth recomputed, and {args['paired_weight']:g} x the MSE of the predicted expression difference "
+        f"between the two (over its variance) is added, which trains the long-range path alone; the B and C rows "
+        f"of x_proj start scaled by {args.get('bc_scale', 1.0):g}"
+    )
+
+
 def render_card(config: dict, training: dict, evaluation: dict) -> str:
     """MODEL_CARD.md from the three JSON files (nothing else)."""
     args = training["arguments"]
@@ -150,7 +162,7 @@ every ~{long.enhancer_every:,.0f} and ~{long.insulator_every:,.0f} bp) with two 
 
 ## Training
 `{training['command']}` (seed {training['seed']}, {args['steps']} steps, AdamW lr {args['lr']} with
-warm-up and cosine decay, loss = per-channel MSE / channel variance), torch {training['torch']},
+warm-up and cosine decay, loss = per-channel MSE / channel variance{_paired_text(args)}), torch {training['torch']},
 {training['threads']} thread(s): {training['train_seconds'] / 60:.1f} min on the CPU it ran on.{(' ' + training['note'][0].upper() + training['note'][1:] + '.') if training.get('note') else ''}
 
 {_table([["step", "loss", "validation Pearson (expression, accessibility)"]] + [[str(e['step']), str(e['loss']), ", ".join(map(str, e['validation_pearson']))] for e in checkpoints])}
