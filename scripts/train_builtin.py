@@ -117,13 +117,17 @@ def make_batch(rng: np.random.Generator, length: int, batch: int, layout: Layout
     return torch.stack(onehots).float(), torch.stack(signals).float()
 
 
-def without_enhancers(chromosome, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-    """(sequence, signals (channels, L)) of `chromosome` with one random enhancer, or half
-    the time all of them, shuffled in place, and the truth recomputed without them."""
+def without_enhancers(chromosome, rng: np.random.Generator, indices: list[int] | None = None) -> tuple[str, np.ndarray]:
+    """(sequence, signals (channels, L)) of `chromosome` with the enhancers at `indices`
+    of its elements (default: one at random or, half the time, all of them) shuffled in
+    place, and the truth recomputed without them."""
     enhancers = [i for i, e in enumerate(chromosome.elements) if e.role == "enhancer"]
-    dropped = set()
-    if enhancers:
+    if indices is not None:
+        dropped = set(indices)
+    elif enhancers:
         dropped = {int(rng.choice(enhancers))} if rng.random() < 0.5 else set(enhancers)
+    else:
+        dropped = set()
     bases = list(chromosome.sequence)
     for index in sorted(dropped):
         element = chromosome.elements[index]
