@@ -36,8 +36,8 @@ def band_means(model: torch.nn.Module, windows: list[tuple[torch.Tensor, int]]) 
     totals = {band: [0.0, 0] for band in BANDS}
     for onehot, centre in windows:
         onehot = onehot.clone().requires_grad_(True)
-        model(onehot)["track"][0, centre, 0].backward()
-        gradient = onehot.grad[0].abs().sum(-1).numpy()
+        (gradient,) = torch.autograd.grad(model(onehot)["track"][0, centre, 0], onehot)
+        gradient = gradient[0].abs().sum(-1).numpy()
         distance = np.abs(np.arange(gradient.size) - centre)
         for lo, hi in BANDS:
             inside = (distance >= lo) & (distance < hi)

@@ -47,7 +47,9 @@ import torch
 from pgf.io.onehot import one_hot
 from pgf.models.registry import save_checkpoint
 from pgf.models.track_ssm import TrackSSM, TrackSSMConfig
-from pgf.sim.grammar import CHANNELS, Grammar, Layout, promoter_activities, render_signals, simulate_chromosome
+from pgf.sim.grammar import (
+    CHANNELS, Grammar, Layout, SimulatedChromosome, promoter_activities, render_signals, simulate_chromosome,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "pgf_cli" / "models" / "builtin"
@@ -117,7 +119,9 @@ def make_batch(rng: np.random.Generator, length: int, batch: int, layout: Layout
     return torch.stack(onehots).float(), torch.stack(signals).float()
 
 
-def without_enhancers(chromosome, rng: np.random.Generator, indices: list[int] | None = None) -> tuple[str, np.ndarray]:
+def without_enhancers(
+    chromosome: SimulatedChromosome, rng: np.random.Generator, indices: list[int] | None = None
+) -> tuple[str, np.ndarray]:
     """(sequence, signals (channels, L)) of `chromosome` with the enhancers at `indices`
     of its elements (default: one at random or, half the time, all of them) shuffled in
     place, and the truth recomputed without them."""

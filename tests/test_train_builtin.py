@@ -37,5 +37,6 @@ def test_paired_batch_is_windows_then_their_copies():
     assert torch.equal(onehot.sum(dim=(1, 2)), torch.full((4,), 2_048.0))
     # each copy differs from its window only where an enhancer was shuffled: same base counts
     assert torch.equal(onehot[:2].sum(dim=1), onehot[2:].sum(dim=1))
+    assert all(not torch.equal(onehot[i], onehot[i + 2]) for i in range(2))  # every copy lost an enhancer
     again = train.make_paired_batch(np.random.default_rng(5), 2_048, 2, train.short_layout())
     assert torch.equal(again[0], onehot) and torch.equal(again[1], signals)
