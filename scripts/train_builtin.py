@@ -19,6 +19,13 @@ trains the long-range path alone: the freshly initialised model's sensitivity
 beyond 50 bp is ~1e-5 of the local one (scripts/sensitivity_by_distance.py), and
 without the pairs the model never learned to read enhancers.
 
+Curriculum (`--stage STEPS:LENGTH:LO-HI`, repeatable; usually with `--init-from` a
+model trained by the plain recipe): each stage trains on paired windows of LENGTH
+bp whose distal promoter-enhancer pairs lie LO-HI bp apart, interleaved with plain
+short batches (`--short-every`), so that the distance over which enhancers are read
+grows step by step instead of being asked for at 30 kb at once. Each stage but the
+last is also saved as DIR/stage-K.
+
     python scripts/train_builtin.py            # ~1 h on one CPU thread
     python scripts/train_builtin.py --out DIR --steps 20 --long-start 10   # quick try
 
@@ -34,7 +41,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # Large tensors in 2 MB pages (read by torch's CPU allocator, so set before importing
@@ -45,7 +52,7 @@ import numpy as np
 import torch
 
 from pgf.io.onehot import one_hot
-from pgf.models.registry import save_checkpoint
+from pgf.models.registry import load_checkpoint, save_checkpoint
 from pgf.models.track_ssm import TrackSSM, TrackSSMConfig
 from pgf.sim.grammar import (
     CHANNELS, Grammar, Layout, SimulatedChromosome, promoter_activities, render_signals, simulate_chromosome,
@@ -109,6 +116,26 @@ def build_model(config: TrackSSMConfig, seed: int, dt_min: float = 1e-5, bc_scal
     return model
 
 
+def stage_layout(length: int, pair_range: tuple[int, int]) -> Layout:
+    """Layout of a curriculum stage: the short or long layout (by window length) with
+    its distal pairs `pair_range` bp apart."""
+    base = short_layout() if length <= 4_096 else long_layout(pair_range[1])
+    return replace(base, distal_range=pair_range)
+
+
+def parse_stage(text: str) -> tuple[int, int, tuple[int, int]]:
+    """'STEPS:LENGTH:LO-HI' -> (steps, window length, (lo, hi) distal pair distances)."""
+    try:
+        steps, length, span = text.split(":")
+        lo, hi = span.split("-")
+        stage = int(steps), int(length), (int(lo), int(hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"stage {text!r} is not STEPS:LENGTH:LO-HI (e.g. 200:8192:1500-6000)") from None
+    if not (stage[0] > 0 and 0 < stage[2][0] < stage[2][1] < stage[1]):
+        raise argparse.ArgumentTypeError(f"stage {text!r}: need STEPS > 0 and 0 < LO < HI < LENGTH")
+    return stage
+
+
 def make_batch(rng: np.random.Generator, length: int, batch: int, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
     """(onehot (b, L, 4), signals (b, L, channels)) from `batch` freshly simulated chromosomes."""
     onehots, signals = [], []
@@ -170,10 +197,63 @@ def evaluate(model: TrackSSM, batches: list[tuple[torch.Tensor, torch.Tensor]]) 
     ]
 
 
+@dataclass(frozen=True)
+class WindowKind:
+    """One kind of training window and the loss scales measured on a pilot sample of it."""
+
+    length: int
+    batch: int  # windows per step (paired kinds: half originals, half their copies)
+    layout: Layout
+    paired: bool
+    scale: torch.Tensor  # per-channel variance of the truth
+    difference_scale: torch.Tensor | None  # variance of the true expression difference of a pair
+
+
+def window_kind(rng: np.random.Generator, length: int, batch: int, layout: Layout, paired: bool) -> WindowKind:
+    pilot_windows = max(4, 32_768 // length)
+    _, pilot = make_batch(rng, length, pilot_windows, layout)
+    difference_scale = None
+    if paired:
+        _, pairs = make_paired_batch(rng, length, pilot_windows, layout)
+        half = len(pairs) // 2
+        difference_scale = (pairs[:half, :, 0] - pairs[half:, :, 0]).var().clamp_min(1e-6)
+    return WindowKind(length, batch, layout, paired, pilot.flatten(0, 1).var(dim=0), difference_scale)
+
+
+def step_loss(model: TrackSSM, kind: WindowKind, rng: np.random.Generator, paired_weight: float) -> torch.Tensor:
+    """Per-channel MSE over the channel's variance; for paired kinds plus `paired_weight`
+    x the MSE of the predicted expression difference between windows and their copies."""
+    if kind.paired:
+        x, y = make_paired_batch(rng, kind.length, max(1, kind.batch // 2), kind.layout)
+    else:
+        x, y = make_batch(rng, kind.length, kind.batch, kind.layout)
+    prediction = model(x)["track"]
+    loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / kind.scale).mean()
+    if kind.paired and paired_weight > 0:
+        half = len(x) // 2
+        difference_error = (prediction[:half, :, 0] - prediction[half:, :, 0]) - (y[:half, :, 0] - y[half:, :, 0])
+        loss = loss + paired_weight * (difference_error**2).mean() / kind.difference_scale
+    return loss
+
+
+def evaluate_pairs(model: TrackSSM, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Pearson r of predicted vs true expression difference between windows and their
+    enhancer-shuffled copies: how much of the enhancers' effect the model reproduces."""
+    predicted, true = [], []
+    with torch.no_grad():
+        for x, y in pairs:
+            track = model(x)["track"][..., 0]
+            half = len(x) // 2
+            predicted.append(track[:half] - track[half:])
+            true.append(y[:half, :, 0] - y[half:, :, 0])
+    return pearson(torch.cat(predicted), torch.cat(true))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--init-from", type=Path, help="start from this TrackSSM checkpoint instead of a fresh init")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--d-conv", type=int, default=8)
@@ -181,6 +261,12 @@ def main() -> None:
     parser.add_argument("--bc-scale", type=float, default=1.0, help="scale of x_proj's B and C rows at initialisation")
     parser.add_argument("--paired-weight", type=float, default=0.0,
                         help="weight of the counterfactual-pair loss (0: no pairs, the shipped recipe)")
+    parser.add_argument("--pair-ramp", type=int, default=0, help="steps over which the pair weight rises from 0")
+    parser.add_argument("--stage", type=parse_stage, action="append", default=[], metavar="STEPS:LENGTH:LO-HI",
+                        help="curriculum stage (repeatable; replaces --steps and the short/long schedule): "
+                             "STEPS steps of paired windows of LENGTH bp whose distal pairs are LO-HI bp apart")
+    parser.add_argument("--short-every", type=int, default=2,
+                        help="in curriculum stages, one step in this many is a plain short batch")
     parser.add_argument("--short-length", type=int, default=2048)
     parser.add_argument("--short-batch", type=int, default=4)
     parser.add_argument("--short-spacing", type=float, default=1.0, help="scale of the short windows' element spacing")
@@ -189,6 +275,9 @@ def main() -> None:
     parser.add_argument("--long-length", type=int, default=32768)
     parser.add_argument("--long-pair-max", type=int, default=30_000)
     parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--timescale-lr-scale", type=float, default=1.0,
+                        help="learning rate multiplier of dt_proj and A_log")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--validate-every", type=int, default=100)
     args = parser.parse_args()
@@ -197,59 +286,69 @@ def main() -> None:
     keep_freed_memory()
     torch.set_flush_denormal(True)  # stiff decays underflow; denormal arithmetic is ~100x slower on x86
     config = model_config(context_length=args.long_length, n_layer=args.layers, d_conv=args.d_conv)
-    model = build_model(config, args.seed, dt_min=args.dt_min, bc_scale=args.bc_scale)
+    if args.init_from is not None:
+        torch.manual_seed(args.seed)
+        model = load_checkpoint(args.init_from).model.float().train()
+        if not isinstance(model, TrackSSM):
+            parser.error(f"--init-from {args.init_from}: not a TrackSSM checkpoint")
+    else:
+        model = build_model(config, args.seed, dt_min=args.dt_min, bc_scale=args.bc_scale)
     rng = np.random.default_rng(args.seed)
     validation_rng = np.random.default_rng(args.seed + 1)
     validation = [make_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max)) for _ in range(3)]
+    validation_pairs = [make_paired_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max))
+                        for _ in range(3)]
     # loss = per-channel MSE / the channel's variance in that kind of window, so that the
     # sparse long windows weigh as much as the dense short ones
     pilot_rng = np.random.default_rng(args.seed + 2)
-    _, short_pilot = make_batch(pilot_rng, args.short_length, 16, short_layout(args.short_spacing))
-    _, long_pilot = make_batch(pilot_rng, args.long_length, 4, long_layout(args.long_pair_max))
-    short_scale, long_scale = (p.flatten(0, 1).var(dim=0) for p in (short_pilot, long_pilot))
     paired = args.paired_weight > 0
-    if paired:
-        _, short_pairs = make_paired_batch(pilot_rng, args.short_length, 16, short_layout(args.short_spacing))
-        _, long_pairs = make_paired_batch(pilot_rng, args.long_length, 4, long_layout(args.long_pair_max))
-        short_difference_scale, long_difference_scale = (
-            (p[: len(p) // 2, :, 0] - p[len(p) // 2 :, :, 0]).var().clamp_min(1e-6) for p in (short_pairs, long_pairs)
-        )
+    short = window_kind(pilot_rng, args.short_length, args.short_batch, short_layout(args.short_spacing), paired)
+    if args.stage:
+        plain_short = replace(short, paired=False)
+        stages = [window_kind(pilot_rng, length, max(2, args.short_length * args.short_batch // length),
+                              stage_layout(length, span), True) for _, length, span in args.stage]
+        schedule_kinds = []
+        for (steps, _, _), kind in zip(args.stage, stages):
+            schedule_kinds += [plain_short if i % args.short_every == args.short_every - 1 else kind for i in range(steps)]
+    else:
+        long = window_kind(pilot_rng, args.long_length, 1, long_layout(args.long_pair_max), paired)
+        schedule_kinds = [
+            long if step >= args.long_start and (step - args.long_start) % args.long_every == args.long_every - 1 else short
+            for step in range(args.steps)
+        ]
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    total = args.steps
+    # step sizes (dt_proj) and decay rates (A_log) can be given a larger learning rate: a
+    # channel that carries an enhancer tens of kb must learn to write (dt spike) at enhancers only
+    timescale = [p for n, p in model.named_parameters() if ".dt_proj." in n or n.endswith(".A_log")]
+    rest = [p for n, p in model.named_parameters() if not (".dt_proj." in n or n.endswith(".A_log"))]
+    optimizer = torch.optim.AdamW(
+        [{"params": rest}, {"params": timescale, "lr": args.lr * args.timescale_lr_scale}], lr=args.lr, weight_decay=0.0
+    )
+    total = len(schedule_kinds)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / total))
+        optimizer, lambda step: min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
     )
     log: list[dict] = []
     started = time.perf_counter()
-    for step in range(total):
-        long_phase = step >= args.long_start and (step - args.long_start) % args.long_every == args.long_every - 1
-        layout = long_layout(args.long_pair_max) if long_phase else short_layout(args.short_spacing)
-        length, batch = (args.long_length, 1) if long_phase else (args.short_length, args.short_batch)
-        if paired:
-            x, y = make_paired_batch(rng, length, max(1, batch // 2), layout)
-        else:
-            x, y = make_batch(rng, length, batch, layout)
-        prediction = model(x)["track"]
-        loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / (long_scale if long_phase else short_scale)).mean()
-        if paired:
-            half = len(x) // 2
-            difference_error = (prediction[:half, :, 0] - prediction[half:, :, 0]) - (y[:half, :, 0] - y[half:, :, 0])
-            loss = loss + args.paired_weight * (difference_error**2).mean() / (
-                long_difference_scale if long_phase else short_difference_scale
-            )
+    stage_ends = np.cumsum([s[0] for s in args.stage]).tolist()
+    for step, kind in enumerate(schedule_kinds):
+        weight = args.paired_weight * min(1.0, (step + 1) / args.pair_ramp) if args.pair_ramp else args.paired_weight
+        loss = step_loss(model, kind, rng, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        entry = {"step": step, "window": args.long_length if long_phase else args.short_length, "loss": round(loss.item(), 5),
+        entry = {"step": step, "window": kind.length, "loss": round(loss.item(), 5),
                  "seconds": round(time.perf_counter() - started, 1)}
         if step % args.validate_every == args.validate_every - 1 or step == total - 1:
             entry["validation_pearson"] = [round(r, 4) for r in evaluate(model, validation)]
+            entry["validation_pair_difference_pearson"] = round(evaluate_pairs(model, validation_pairs), 4)
         log.append(entry)
         if "validation_pearson" in entry or step % 20 == 0:
             print(json.dumps(entry), flush=True)
+        if step + 1 in stage_ends[:-1]:
+            save_checkpoint(model, args.out / f"stage-{stage_ends.index(step + 1) + 1}")
 
     save_checkpoint(model, args.out)
     summary = {
@@ -260,6 +359,7 @@ def main() -> None:
         "threads": args.threads,
         "train_seconds": round(time.perf_counter() - started, 1),
         "final_validation_pearson": dict(zip(CHANNELS, log[-1]["validation_pearson"])),
+        "final_validation_pair_difference_pearson": log[-1]["validation_pair_difference_pearson"],
         "log": log,
     }
     (args.out / "training_log.json").write_text(json.dumps(summary) + "\n")

@@ -78,9 +78,13 @@ def onehot(L, seed=0, dtype=torch.float64, batch=1):
 def load_script(name: str):
     """Import scripts/<name>.py (the repository's scripts are not a package)."""
     import importlib.util
+    import sys
 
+    if name in sys.modules:
+        return sys.modules[name]
     path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module

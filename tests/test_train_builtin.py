@@ -40,3 +40,21 @@ def test_paired_batch_is_windows_then_their_copies():
     assert all(not torch.equal(onehot[i], onehot[i + 2]) for i in range(2))  # every copy lost an enhancer
     again = train.make_paired_batch(np.random.default_rng(5), 2_048, 2, train.short_layout())
     assert torch.equal(again[0], onehot) and torch.equal(again[1], signals)
+
+
+def test_curriculum_stage_parsing_and_layout():
+    assert train.parse_stage("200:8192:1500-6000") == (200, 8_192, (1_500, 6_000))
+    for bad in ("200:8192", "x:8192:1-2", "200:8192:6000-1500", "200:4096:1000-5000", "0:8192:1-2"):
+        try:
+            train.parse_stage(bad)
+        except Exception as error:  # argparse.ArgumentTypeError, shown by argparse as a usage error
+            assert "stage" in str(error)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+    short, long = train.stage_layout(2_048, (300, 1_200)), train.stage_layout(16_384, (3_000, 12_000))
+    assert short.distal_range == (300, 1_200) and short.promoter_every == train.short_layout().promoter_every
+    assert long.distal_range == (3_000, 12_000) and long.promoter_every == train.long_layout(12_000).promoter_every
+    chromosome = simulate_chromosome("t", 16_384, np.random.default_rng(2), long)
+    pairs = [(p, chromosome.elements[p.distal_partner]) for p in chromosome.elements
+             if p.role == "promoter" and p.distal_partner is not None]
+    assert pairs and all(3_000 - 600 <= abs(p.start - e.start) <= 12_000 + 600 for p, e in pairs)
