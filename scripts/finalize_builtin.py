@@ -97,6 +97,42 @@ def _paired_text(args: dict) -> str:
     )
 
 
+def _fine_tuning_text(training: dict) -> str:
+    """The curriculum fine-tuning phases that followed the base run, if any (training_log.json's
+    `fine_tuning`: one summary per phase, as train_builtin.py writes it)."""
+    phases = training.get("fine_tuning", [])
+    if not phases:
+        return ""
+    lines = [
+        "",
+        "Then fine-tuned, each phase starting from the previous one's weights (`--init-from`), on",
+        "counterfactual pairs: every paired window comes with a copy in which one enhancer (half the time",
+        "every enhancer) is shuffled and the truth recomputed, and W x the MSE of the predicted expression",
+        "difference between the two (over its variance) is added to the loss; only the path from the",
+        "enhancers to the promoter can produce that difference. Each `--stage STEPS:LENGTH:LO-HI` trains on",
+        "windows of LENGTH bp whose distal pairs lie LO-HI bp apart, one step in "
+        f"{phases[0]['arguments']['short_every']} being a plain short batch,",
+        "so the distance over which enhancers are read grows stage by stage:",
+        "",
+    ]
+    rows = [["phase", "command", "minutes", "final validation Pearson", "pair-difference Pearson"]]
+    for number, phase in enumerate(phases, 1):
+        rows.append([
+            str(number), f"`{phase['command']}`", f"{phase['train_seconds'] / 60:.1f}",
+            ", ".join(str(v) for v in phase["final_validation_pearson"].values()),
+            str(phase["final_validation_pair_difference_pearson"]),
+        ])
+    total = (training["train_seconds"] + sum(p["train_seconds"] for p in phases)) / 60
+    lines += [
+        _table(rows),
+        "",
+        "Pair-difference Pearson: predicted vs true expression difference between validation windows and "
+        f"their enhancer-shuffled copies (the base run: {training.get('final_validation_pair_difference_pearson', 'not measured')}). "
+        f"All phases together: {total:.0f} min of one CPU thread each.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def render_card(config: dict, training: dict, evaluation: dict) -> str:
     """MODEL_CARD.md from the three JSON files (nothing else)."""
     args = training["arguments"]
@@ -166,7 +202,7 @@ warm-up and cosine decay, loss = per-channel MSE / channel variance{_paired_text
 {training['threads']} thread(s): {training['train_seconds'] / 60:.1f} min on the CPU it ran on.{(' ' + training['note'][0].upper() + training['note'][1:] + '.') if training.get('note') else ''}
 
 {_table([["step", "loss", "validation Pearson (expression, accessibility)"]] + [[str(e['step']), str(e['loss']), ", ".join(map(str, e['validation_pearson']))] for e in checkpoints])}
-
+{_fine_tuning_text(training)}
 ## Held-out evaluation on sample_data/ (`python bench/evaluate_builtin.py`)
 | metric | value | target |
 |---|---|---|
