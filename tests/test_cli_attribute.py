@@ -536,8 +536,8 @@ def test_readme_sample_job_through_the_console_script(tmp_path):
 
     # ranks of |input x gradient| over the region: the promoter's planted motifs hold the
     # top-attributed base and at least half of the top 20, and their bases average over
-    # 100x the attribution of background bases. (The distal enhancer does not stand out
-    # with this model: the model card reports its rank; the test pins what it has learned.)
+    # 100x the attribution of background bases; the distal enhancer's planted motifs come
+    # next: a base in the top 100 and their bases averaging over 30x the background.
     scores = np.abs(group["score"])
     rank = np.empty(scores.size, dtype=np.int64)
     rank[np.argsort(-scores, kind="stable")] = np.arange(1, scores.size + 1)
@@ -552,3 +552,8 @@ def test_readme_sample_job_through_the_console_script(tmp_path):
     for e in (e for e in elements if e.chrom == chrom and e.end > start and e.start < end):
         near_any[max(0, e.start - 200 - start) : max(0, e.end + 200 - start)] = True
     assert scores[in_promoter_motif].mean() > 100 * scores[~near_any].mean()
+    in_enhancer_motif = np.zeros(scores.size, dtype=bool)
+    for m in (m for m in motifs if m.element == enhancer.name):
+        in_enhancer_motif[m.start - start : m.end - start] = True
+    assert rank[in_enhancer_motif].min() <= 100, rank[in_enhancer_motif].min()
+    assert scores[in_enhancer_motif].mean() > 30 * scores[~near_any].mean()
