@@ -210,6 +210,7 @@ class WindowKind:
 
 
 def window_kind(rng: np.random.Generator, length: int, batch: int, layout: Layout, paired: bool) -> WindowKind:
+    """A WindowKind whose loss scales come from ~32 kb (at least 4 windows) of pilot data."""
     pilot_windows = max(4, 32_768 // length)
     _, pilot = make_batch(rng, length, pilot_windows, layout)
     difference_scale = None
@@ -253,7 +254,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--init-from", type=Path, help="start from this TrackSSM checkpoint instead of a fresh init")
+    parser.add_argument("--init-from", type=Path, help="start from this TrackSSM checkpoint instead of a fresh init "
+                        "(its architecture is kept: --layers, --d-conv, --dt-min and --bc-scale then do nothing)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--d-conv", type=int, default=8)
@@ -285,13 +287,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     torch.set_flush_denormal(True)  # stiff decays underflow; denormal arithmetic is ~100x slower on x86
-    config = model_config(context_length=args.long_length, n_layer=args.layers, d_conv=args.d_conv)
     if args.init_from is not None:
         torch.manual_seed(args.seed)
         model = load_checkpoint(args.init_from).model.float().train()
         if not isinstance(model, TrackSSM):
             parser.error(f"--init-from {args.init_from}: not a TrackSSM checkpoint")
     else:
+        config = model_config(context_length=args.long_length, n_layer=args.layers, d_conv=args.d_conv)
         model = build_model(config, args.seed, dt_min=args.dt_min, bc_scale=args.bc_scale)
     rng = np.random.default_rng(args.seed)
     validation_rng = np.random.default_rng(args.seed + 1)
@@ -319,8 +321,9 @@ def main() -> None:
 
     # step sizes (dt_proj) and decay rates (A_log) can be given a larger learning rate: a
     # channel that carries an enhancer tens of kb must learn to write (dt spike) at enhancers only
-    timescale = [p for n, p in model.named_parameters() if ".dt_proj." in n or n.endswith(".A_log")]
-    rest = [p for n, p in model.named_parameters() if not (".dt_proj." in n or n.endswith(".A_log"))]
+    timescale, rest = [], []
+    for name, parameter in model.named_parameters():
+        (timescale if ".dt_proj." in name or name.endswith(".A_log") else rest).append(parameter)
     optimizer = torch.optim.AdamW(
         [{"params": rest}, {"params": timescale, "lr": args.lr * args.timescale_lr_scale}], lr=args.lr, weight_decay=0.0
     )
