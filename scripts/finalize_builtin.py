@@ -85,6 +85,13 @@ def _limitations(evaluation: dict) -> str:
     return "\n".join(lines) if lines else "- Every evaluation target is met."
 
 
+def _truth_ism(ism: dict) -> str:
+    """The same Pearson for the simulator's own truth, where the evaluation reports it."""
+    if "truth_pooled_pearson" not in ism:
+        return ""
+    return f"; the truth itself: {ism['truth_pooled_pearson']}"
+
+
 def _paired_text(args: dict) -> str:
     """The counterfactual-pair part of the training recipe, when the run used one."""
     if not args.get("paired_weight"):
@@ -95,6 +102,21 @@ def _paired_text(args: dict) -> str:
         f"between the two (over its variance) is added, which trains the long-range path alone; the B and C rows "
         f"of x_proj start scaled by {args.get('bc_scale', 1.0):g}"
     )
+
+
+def _command(summary: dict) -> str:
+    """A run's command as today's train_builtin.py reproduces it: runs from before the graded
+    site affinities (no `affinity_scale` among their arguments) simulated what is now
+    `--affinity-scale 0`, so that is added, marked with a dagger."""
+    if "affinity_scale" in summary["arguments"]:
+        return f"`{summary['command']}`"
+    return f"`{summary['command']} --affinity-scale 0` (†)"
+
+
+AFFINITY_FOOTNOTE = (
+    "(†) run before the simulator graded its sites by affinity: every planted site then counted "
+    "fully, which is `--affinity-scale 0` of today's script (added to the command so that it reproduces the run)."
+)
 
 
 def _fine_tuning_text(training: dict) -> str:
@@ -118,7 +140,7 @@ def _fine_tuning_text(training: dict) -> str:
     rows = [["phase", "command", "minutes", "final validation Pearson", "pair-difference Pearson"]]
     for number, phase in enumerate(phases, 1):
         rows.append([
-            str(number), f"`{phase['command']}`", f"{phase['train_seconds'] / 60:.1f}",
+            str(number), _command(phase), f"{phase['train_seconds'] / 60:.1f}",
             ", ".join(str(v) for v in phase["final_validation_pearson"].values()),
             str(phase["final_validation_pair_difference_pearson"]),
         ])
@@ -130,6 +152,16 @@ def _fine_tuning_text(training: dict) -> str:
         f"their enhancer-shuffled copies (the base run: {training.get('final_validation_pair_difference_pearson', 'not measured')}). "
         f"All phases together: {total:.0f} min of one CPU thread each.",
     ]
+    if any("affinity_scale" not in p["arguments"] for p in [training, *phases]):
+        lines += ["", AFFINITY_FOOTNOTE]
+    if any(p["arguments"].get("partial_sites") or p["arguments"].get("site_sharpness", [3, 3])[0] < 3 for p in phases):
+        lines += [
+            "",
+            "`--site-sharpness LO-HI` draws training sites from their matrix raised to a power in that range (the "
+            "sample genome's are all drawn at 3, strong) and `--partial-sites P` redraws one half of a site with "
+            "chance P: weak and partial sites, with the low affinities of their bases, show the model how much "
+            "each base of a motif matters instead of only complete motifs (validation windows keep strong sites).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -176,17 +208,21 @@ from each column's frequencies cubed):
 
 {_table(motif_rows)}
 
-- promoter: 1-3 core motifs in 150 bp, base strength = sum of weights;
-- enhancer: 2-4 motifs in 200 bp, strength = sum of weights;
+- promoter: 1-3 core motifs in 150 bp, base strength = sum of weight x affinity;
+- enhancer: 2-4 motifs in 200 bp, strength = sum of weight x affinity;
 - insulator: a CTCF site, splitting the chromosome into domains;
 - silencer: a REST site; promoters within {grammar.silencer_range:,} bp are scaled by {grammar.silencer_factor}.
+
+A site's affinity is exp({grammar.affinity_scale:g} x (log P(instance) - log P(consensus))) under its matrix: planted
+instances count 0.2-1 (truth_motifs.bed's score is 1000 x the affinity), and each mismatch lowers
+a site's effect by how much it costs in the matrix.
 
 Promoter activity = base x silencing x ({grammar.basal:g} + {grammar.max_boost:g} tanh(E / {grammar.max_boost:g})), E = the sum over
 enhancers in the same CTCF-bounded domain of strength x exp(-distance / {grammar.decay_length:,.0f} bp): a promoter
 without an enhancer in its domain runs at the basal {grammar.basal:g}, one with enhancers up to {grammar.basal + grammar.max_boost:g}x that.
 Tracks, as Gaussian bumps on the planted motif sites: `expression` (sd {grammar.expression_width:g} bp) shares a
-promoter's activity among its motifs by weight; `accessibility` (sd {grammar.accessibility_width:g} bp) is each
-site's own height (half its weight; CTCF {grammar.insulator_accessibility:g}, REST {grammar.silencer_accessibility:g}): short range only.
+promoter's activity among its motifs by weight x affinity; `accessibility` (sd {grammar.accessibility_width:g} bp) is each
+site's own height (half its weight, CTCF {grammar.insulator_accessibility:g}, REST {grammar.silencer_accessibility:g}; times its affinity): short range only.
 
 Training examples are freshly simulated chromosomes (seeds from {training['seed']}; the sample
 genome has its own seed and is never trained on), planted more densely than the sample genome:
@@ -197,7 +233,7 @@ every ~{long.enhancer_every:,.0f} and ~{long.insulator_every:,.0f} bp) with two 
 {long.distal_range[0]:,}-{long.distal_range[1]:,} bp apart (nothing between them, a CTCF site 1-3 kb beyond the promoter).
 
 ## Training
-`{training['command']}` (seed {training['seed']}, {args['steps']} steps, AdamW lr {args['lr']} with
+{_command(training)} (seed {training['seed']}, {args['steps']} steps, AdamW lr {args['lr']} with
 warm-up and cosine decay, loss = per-channel MSE / channel variance{_paired_text(args)}), torch {training['torch']},
 {training['threads']} thread(s): {training['train_seconds'] / 60:.1f} min on the CPU it ran on.{(' ' + training['note'][0].upper() + training['note'][1:] + '.') if training.get('note') else ''}
 
@@ -210,7 +246,7 @@ warm-up and cosine decay, loss = per-channel MSE / channel variance{_paired_text
 | prediction Pearson r, accessibility | {prediction['accessibility']} | >= 0.8 |
 | motif AUROC of abs(input x gradient), target {auroc['target']} ({auroc['motif_bases']:,} motif vs {auroc['background_bases']:,} background bases) | {auroc['auroc']} | >= 0.95 |
 | distal enhancers (>= 20 kb) in the top 1% of their region | {distal['enhancers_in_top_1_percent']} of {distal['n_cases']} | |
-| Taylor-ISM vs exact ISM Pearson (pooled, {len(ism['windows'])} windows of 200 bp) | {ism['pooled_pearson']} | >= 0.7 |
+| Taylor-ISM vs exact ISM Pearson (pooled, {len(ism['windows'])} windows of 200 bp){_truth_ism(ism)} | {ism['pooled_pearson']} | >= 0.7 |
 | Taylor-ISM vs exact ISM Pearson (mean over windows) | {ism['mean_window_pearson']} | |
 
 Distal enhancers: gradient of one promoter's expression (summed over its centre +- 100 bp)

@@ -136,18 +136,33 @@ def parse_stage(text: str) -> tuple[int, int, tuple[int, int]]:
     return stage
 
 
-def make_batch(rng: np.random.Generator, length: int, batch: int, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+def parse_sharpness(text: str) -> tuple[float, float]:
+    """'LO-HI' (or one number) -> the range of sharpness planted instances are drawn with."""
+    try:
+        low, _, high = text.partition("-")
+        sharpness = float(low), float(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"site sharpness {text!r} is not LO-HI (e.g. 1-3)") from None
+    if not 0 < sharpness[0] <= sharpness[1]:
+        raise argparse.ArgumentTypeError(f"site sharpness {text!r}: need 0 < LO <= HI")
+    return sharpness
+
+
+def make_batch(
+    rng: np.random.Generator, length: int, batch: int, layout: Layout, grammar: Grammar = Grammar()
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(onehot (b, L, 4), signals (b, L, channels)) from `batch` freshly simulated chromosomes."""
     onehots, signals = [], []
     for _ in range(batch):
-        chromosome = simulate_chromosome("train", length, rng, layout)
+        chromosome = simulate_chromosome("train", length, rng, layout, grammar)
         onehots.append(torch.from_numpy(one_hot(chromosome.sequence)))
         signals.append(torch.from_numpy(chromosome.signals.T.copy()))
     return torch.stack(onehots).float(), torch.stack(signals).float()
 
 
 def without_enhancers(
-    chromosome: SimulatedChromosome, rng: np.random.Generator, indices: list[int] | None = None
+    chromosome: SimulatedChromosome, rng: np.random.Generator, indices: list[int] | None = None,
+    grammar: Grammar = Grammar(),
 ) -> tuple[str, np.ndarray]:
     """(sequence, signals (channels, L)) of `chromosome` with the enhancers at `indices`
     of its elements (default: one at random or, half the time, all of them) shuffled in
@@ -166,15 +181,17 @@ def without_enhancers(
         rng.shuffle(segment)
         bases[element.start : element.end] = segment
     kept = [replace(e) for i, e in enumerate(chromosome.elements) if i not in dropped]
-    promoter_activities(kept, Grammar())
-    return "".join(bases), render_signals(len(bases), kept, Grammar())
+    promoter_activities(kept, grammar)
+    return "".join(bases), render_signals(len(bases), kept, grammar)
 
 
-def make_paired_batch(rng: np.random.Generator, length: int, pairs: int, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+def make_paired_batch(
+    rng: np.random.Generator, length: int, pairs: int, layout: Layout, grammar: Grammar = Grammar()
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Like make_batch with 2 * `pairs` windows: `pairs` chromosomes, then their
     counterfactual copies (without_enhancers) in the same order."""
-    chromosomes = [simulate_chromosome("train", length, rng, layout) for _ in range(pairs)]
-    copies = [without_enhancers(c, rng) for c in chromosomes]
+    chromosomes = [simulate_chromosome("train", length, rng, layout, grammar) for _ in range(pairs)]
+    copies = [without_enhancers(c, rng, grammar=grammar) for c in chromosomes]
     sequences = [c.sequence for c in chromosomes] + [s for s, _ in copies]
     signals = [c.signals for c in chromosomes] + [t for _, t in copies]
     onehot = torch.from_numpy(np.stack([one_hot(s) for s in sequences])).float()
@@ -207,27 +224,30 @@ class WindowKind:
     paired: bool
     scale: torch.Tensor  # per-channel variance of the truth
     difference_scale: torch.Tensor | None  # variance of the true expression difference of a pair
+    grammar: Grammar
 
 
-def window_kind(rng: np.random.Generator, length: int, batch: int, layout: Layout, paired: bool) -> WindowKind:
+def window_kind(
+    rng: np.random.Generator, length: int, batch: int, layout: Layout, paired: bool, grammar: Grammar = Grammar()
+) -> WindowKind:
     """A WindowKind whose loss scales come from ~32 kb (at least 4 windows) of pilot data."""
     pilot_windows = max(4, 32_768 // length)
-    _, pilot = make_batch(rng, length, pilot_windows, layout)
+    _, pilot = make_batch(rng, length, pilot_windows, layout, grammar)
     difference_scale = None
     if paired:
-        _, pairs = make_paired_batch(rng, length, pilot_windows, layout)
+        _, pairs = make_paired_batch(rng, length, pilot_windows, layout, grammar)
         half = len(pairs) // 2
         difference_scale = (pairs[:half, :, 0] - pairs[half:, :, 0]).var().clamp_min(1e-6)
-    return WindowKind(length, batch, layout, paired, pilot.flatten(0, 1).var(dim=0), difference_scale)
+    return WindowKind(length, batch, layout, paired, pilot.flatten(0, 1).var(dim=0), difference_scale, grammar)
 
 
 def step_loss(model: TrackSSM, kind: WindowKind, rng: np.random.Generator, paired_weight: float) -> torch.Tensor:
     """Per-channel MSE over the channel's variance; for paired kinds plus `paired_weight`
     x the MSE of the predicted expression difference between windows and their copies."""
     if kind.paired:
-        x, y = make_paired_batch(rng, kind.length, max(1, kind.batch // 2), kind.layout)
+        x, y = make_paired_batch(rng, kind.length, max(1, kind.batch // 2), kind.layout, kind.grammar)
     else:
-        x, y = make_batch(rng, kind.length, kind.batch, kind.layout)
+        x, y = make_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar)
     prediction = model(x)["track"]
     loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / kind.scale).mean()
     if kind.paired and paired_weight > 0:
@@ -280,6 +300,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--timescale-lr-scale", type=float, default=1.0,
                         help="learning rate multiplier of dt_proj and A_log")
+    parser.add_argument("--affinity-scale", type=float, default=Grammar().affinity_scale,
+                        help="the simulator's site affinity exp(scale x log-likelihood ratio to the consensus); "
+                             "0: every planted site counts fully (the grammar of the base and curriculum phases)")
+    parser.add_argument("--site-sharpness", type=parse_sharpness, default=(3.0, 3.0), metavar="LO-HI",
+                        help="training sites are drawn from their matrix raised to a sharpness in this range "
+                             "(3: strong sites, as in the sample genome; 1-3 adds weak and partial sites, whose "
+                             "graded effects teach how much each base of a motif matters); validation keeps 3")
+    parser.add_argument("--partial-sites", type=float, default=0.0, metavar="P",
+                        help="chance that a training site has half its bases redrawn at random (a weak, partial "
+                             "site); validation keeps 0")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--validate-every", type=int, default=100)
     args = parser.parse_args()
@@ -297,23 +327,28 @@ def main() -> None:
         model = build_model(config, args.seed, dt_min=args.dt_min, bc_scale=args.bc_scale)
     rng = np.random.default_rng(args.seed)
     validation_rng = np.random.default_rng(args.seed + 1)
-    validation = [make_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max)) for _ in range(3)]
-    validation_pairs = [make_paired_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max))
+    grammar = Grammar(affinity_scale=args.affinity_scale)
+    validation = [make_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max), grammar)
+                  for _ in range(3)]
+    validation_pairs = [make_paired_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max), grammar)
                         for _ in range(3)]
     # loss = per-channel MSE / the channel's variance in that kind of window, so that the
     # sparse long windows weigh as much as the dense short ones
     pilot_rng = np.random.default_rng(args.seed + 2)
     paired = args.paired_weight > 0
-    short = window_kind(pilot_rng, args.short_length, args.short_batch, short_layout(args.short_spacing), paired)
+    sharp = {"site_sharpness": tuple(args.site_sharpness), "partial_sites": args.partial_sites}
+    short = window_kind(pilot_rng, args.short_length, args.short_batch,
+                        replace(short_layout(args.short_spacing), **sharp), paired, grammar)
     if args.stage:
         plain_short = replace(short, paired=False)
         stages = [window_kind(pilot_rng, length, max(2, args.short_length * args.short_batch // length),
-                              stage_layout(length, span), True) for _, length, span in args.stage]
+                              replace(stage_layout(length, span), **sharp), True, grammar)
+                  for _, length, span in args.stage]
         schedule_kinds = []
         for (steps, _, _), kind in zip(args.stage, stages):
             schedule_kinds += [plain_short if i % args.short_every == args.short_every - 1 else kind for i in range(steps)]
     else:
-        long = window_kind(pilot_rng, args.long_length, 1, long_layout(args.long_pair_max), paired)
+        long = window_kind(pilot_rng, args.long_length, 1, replace(long_layout(args.long_pair_max), **sharp), paired, grammar)
         schedule_kinds = [
             long if step >= args.long_start and (step - args.long_start) % args.long_every == args.long_every - 1 else short
             for step in range(args.steps)

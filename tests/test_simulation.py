@@ -9,7 +9,9 @@ import pytest
 
 from helpers import load_script
 from pgf.sim.background import markov_background
-from pgf.sim.grammar import CHANNELS, Element, Grammar, Layout, promoter_activities, simulate_chromosome
+from pgf.sim.grammar import (
+    CHANNELS, Element, Grammar, Layout, MotifSite, promoter_activities, render_signals, simulate_chromosome, site_affinity,
+)
 from pgf.sim.motifs import load_motifs, reverse_complement
 from pgf.sim.truth import read_truth_elements, read_truth_motifs
 
@@ -113,6 +115,69 @@ def test_truth_files_point_at_the_planted_motifs():
             shifted.append(_log_odds(motifs[site.name], sequence))
     assert min(scores) > 0
     assert np.median(scores) > np.median(shifted) + 5
+
+
+def test_site_affinity_is_the_matrix_likelihood_ratio_to_the_consensus():
+    tbp = load_motifs()["TBP"]
+    columns = tbp.probabilities.argmax(axis=1)
+    consensus = "".join("ACGT"[c] for c in columns)
+    assert site_affinity(tbp, consensus, 0.5) == pytest.approx(1.0)
+    second = int(np.argsort(tbp.probabilities[3])[-2])  # a mismatch at column 3
+    mutant = consensus[:3] + "ACGT"[second] + consensus[4:]
+    ratio = tbp.probabilities[3, second] / tbp.probabilities[3, columns[3]]
+    assert site_affinity(tbp, mutant, 0.5) == pytest.approx(ratio**0.5)
+    assert site_affinity(tbp, mutant, 0.0) == 1.0  # scale 0: every planted site counts fully
+
+
+def test_site_signals_scale_with_affinity():
+    grammar = Grammar()
+    def tracks(affinity):
+        site = MotifSite("FOSL1::JUN", "MA1128.1", 1_000, 1_013, "+", affinity)
+        promoter_site = MotifSite("TBP", "MA0108.2", 5_000, 5_015, "+", affinity)
+        enhancer = Element("enhancer", 950, 1_150, [site], strength=1.0 * affinity)
+        promoter = Element("promoter", 4_950, 5_100, [promoter_site], strength=1.0 * affinity)
+        promoter_activities([promoter, enhancer], grammar)
+        return render_signals(8_000, [promoter, enhancer], grammar)
+    full, half = tracks(1.0), tracks(0.5)
+    assert half[1].max() == pytest.approx(0.5 * full[1].max(), rel=1e-5)  # accessibility: the site's own height
+    assert 0 < half[0].max() < 0.5 * full[0].max()  # expression: weaker promoter and weaker enhancer
+
+
+def test_planted_affinities_match_the_planted_sequences():
+    """truth_motifs.bed's score is 1000 x the affinity of the instance in genome.fa
+    (read on the motif's strand); planted sites span most of the range."""
+    from pgf.io.genome import Genome
+    from pgf.io.regions import Region
+
+    motifs, scale = load_motifs(), Grammar().affinity_scale
+    truth = read_truth_motifs(SAMPLE / "truth_motifs.bed")
+    with Genome(SAMPLE / "genome.fa") as genome:
+        for site in truth:
+            sequence = genome.fetch(Region(site.chrom, site.start, site.end)).upper()
+            if site.strand == "-":
+                sequence = reverse_complement(sequence)
+            assert site.affinity == pytest.approx(site_affinity(motifs[site.name], sequence, scale), abs=6e-4)
+    affinities = np.array([site.affinity for site in truth])
+    assert affinities.max() == 1.0 and np.quantile(affinities, 0.1) < 0.5
+
+
+def test_weak_and_partial_training_sites_carry_the_affinity_of_their_bases():
+    """Training layouts may plant weaker (lower sharpness) and partial (half redrawn) sites:
+    every site's affinity is still that of the bases written into the sequence."""
+    matrices, scale = load_motifs(), Grammar().affinity_scale
+    def affinities(layout):
+        chromosome = simulate_chromosome("t", 30_000, np.random.default_rng(4), layout)
+        values = []
+        for site in (site for element in chromosome.elements for site in element.sites):
+            instance = chromosome.sequence[site.start : site.end]
+            instance = reverse_complement(instance) if site.strand == "-" else instance
+            assert site.affinity == pytest.approx(site_affinity(matrices[site.name], instance, scale))
+            values.append(site.affinity)
+        return np.array(values)
+    strong = affinities(Layout(promoter_every=2_000, enhancer_every=2_000))
+    weak = affinities(Layout(promoter_every=2_000, enhancer_every=2_000, site_sharpness=(0.5, 3.0), partial_sites=0.5))
+    assert np.median(weak) < 0.6 * np.median(strong)
+    assert np.mean(weak < 0.01) > 0.2 and np.mean(strong < 0.01) == 0  # partial sites are nearly inert
 
 
 def test_sample_data_regenerates_from_its_config(tmp_path):

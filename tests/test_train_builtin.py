@@ -58,3 +58,15 @@ def test_curriculum_stage_parsing_and_layout():
     pairs = [(p, chromosome.elements[p.distal_partner]) for p in chromosome.elements
              if p.role == "promoter" and p.distal_partner is not None]
     assert pairs and all(3_000 - 600 <= abs(p.start - e.start) <= 12_000 + 600 for p, e in pairs)
+
+
+def test_site_sharpness_parsing():
+    assert train.parse_sharpness("0.5-3") == (0.5, 3.0)
+    assert train.parse_sharpness("3") == (3.0, 3.0)
+    for bad in ("3-1", "x-2", "0-1", ""):
+        try:
+            train.parse_sharpness(bad)
+        except Exception as error:  # argparse.ArgumentTypeError
+            assert "sharpness" in str(error)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")

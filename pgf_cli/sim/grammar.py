@@ -1,8 +1,10 @@
 """The simulated regulatory grammar: planted elements and the signals they cause.
 
 Elements (each built from JASPAR motif instances, see motifs.json):
-- promoter: 1-3 core motifs (TBP, SP2, NFYA) in 150 bp; base strength = sum of motif weights
-- enhancer: 2-4 motifs (FOSL1::JUN, CEBPB, FOXA1, HNF1A) in 200 bp; strength = sum of weights
+- promoter: 1-3 core motifs (TBP, SP2, NFYA) in 150 bp; base strength = sum of motif
+  weight x affinity
+- enhancer: 2-4 motifs (FOSL1::JUN, CEBPB, FOXA1, HNF1A) in 200 bp; strength = sum of
+  weight x affinity
 - insulator: one CTCF site; it splits the chromosome into domains
 - silencer: one REST site; it represses promoters within `silencer_range` (short range)
 
@@ -18,8 +20,17 @@ the variation of `expression` comes from enhancers, as for enhancer-dependent
 genes (a small basal share keeps the long-range rule from being a footnote a
 model can ignore).
 Two per-position tracks, as bumps on the planted motif sites: `expression`
-(a promoter's activity shared among its sites by weight) and `accessibility`
-(every site's own height: short range).
+(a promoter's activity shared among its sites by weight x affinity) and
+`accessibility` (every site's own height x affinity: short range).
+
+A site's affinity is exp(affinity_scale x m), m = log P(instance) - log P(consensus)
+under its matrix (m <= 0): planted instances (m mostly -2..0) count mostly 0.4-1, and
+a mismatch lowers the site's effect by what it costs in the matrix, as for binding
+energies, instead of the all-or-nothing of a fixed weight (a CTCF site's blocking and
+a REST site's silencing stay all-or-nothing; their accessibility is graded). Graded
+sites make the truth a smooth function of each motif's bases, which a model must
+then learn (a model fitted to all-or-nothing sites was a step function of its
+motifs: first-order ISM estimates did not track exact ISM at a TATA box).
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ class Grammar:
     accessibility_width: float = 60.0
     insulator_accessibility: float = 1.0
     silencer_accessibility: float = 0.6
+    affinity_scale: float = 0.5  # site affinity exp(scale x log-likelihood ratio to the consensus); 0: all 1
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,12 @@ class Layout:
     distal_pairs: int = 0  # promoter + enhancer pairs 20-45 kb apart, nothing between, a CTCF guard beyond
     distal_range: tuple[int, int] = (20_000, 45_000)
     min_gap: int = 300  # bp between planted elements
+    # each planted instance is drawn from its matrix's columns raised to a sharpness from this
+    # range (3: strong sites; 1: the matrix itself, mostly weak sites); a single value draws nothing
+    site_sharpness: tuple[float, float] = (3.0, 3.0)
+    # chance that a planted instance has one half (its first or last bases) redrawn uniformly:
+    # a partial site, whose low affinity teaches that a motif's core alone does little
+    partial_sites: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,7 @@ class MotifSite:
     start: int  # 0-based, half-open
     end: int
     strand: str
+    affinity: float = 1.0  # exp(affinity_scale x log-likelihood ratio of the instance to the consensus)
 
 
 @dataclass
@@ -124,8 +143,18 @@ class _Occupancy:
         return None
 
 
+def site_affinity(motif: Motif, instance: str, scale: float) -> float:
+    """exp(scale x (log P(instance) - log P(consensus))) under the motif's matrix
+    (`instance` on the motif's own strand)."""
+    log_p = np.log(motif.probabilities)
+    columns = np.array(["ACGT".index(base) for base in instance])
+    ratio = log_p[np.arange(motif.length), columns].sum() - log_p.max(axis=1).sum()
+    return float(np.exp(scale * ratio))
+
+
 def _plant_sites(
-    rng: np.random.Generator, bases: list[str], start: int, size: int, motifs: list[Motif]
+    rng: np.random.Generator, bases: list[str], start: int, size: int, motifs: list[Motif], affinity_scale: float,
+    sharpness: tuple[float, float] = (3.0, 3.0), partial_sites: float = 0.0,
 ) -> list[MotifSite]:
     """Write motif instances (random strand, non-overlapping) inside [start, start + size)."""
     sites: list[MotifSite] = []
@@ -136,12 +165,18 @@ def _plant_sites(
                 break
         else:
             continue
-        instance = motif.sample(rng)
+        low, high = sharpness
+        instance = motif.sample(rng, low if low == high else float(rng.uniform(low, high)))
+        if partial_sites > 0 and rng.random() < partial_sites:
+            half = motif.length // 2
+            redrawn = "".join(BASES[rng.integers(0, 4, half)])
+            instance = redrawn + instance[half:] if rng.random() < 0.5 else instance[:-half] + redrawn
+        affinity = site_affinity(motif, instance, affinity_scale)
         strand = "+" if rng.random() < 0.5 else "-"
         if strand == "-":
             instance = reverse_complement(instance)
         bases[offset : offset + motif.length] = list(instance)
-        sites.append(MotifSite(motif.name, motif.matrix_id, offset, offset + motif.length, strand))
+        sites.append(MotifSite(motif.name, motif.matrix_id, offset, offset + motif.length, strand, affinity))
     return sorted(sites, key=lambda s: s.start)
 
 
@@ -150,7 +185,9 @@ def _choose(rng: np.random.Generator, names: list[str], low: int, high: int, rep
     return [str(n) for n in rng.choice(names, size=count, replace=repeat)]
 
 
-def _make_element(role: str, rng: np.random.Generator, bases: list[str], start: int) -> Element:
+def _make_element(
+    role: str, rng: np.random.Generator, bases: list[str], start: int, grammar: Grammar, layout: Layout
+) -> Element:
     motifs = load_motifs()
     if role == "promoter":
         names = ["TBP"] + _choose(rng, ["SP2", "NFYA"], 0, 2, repeat=True) if rng.random() < 0.6 else _choose(rng, ["SP2", "NFYA"], 1, 3, repeat=True)
@@ -162,9 +199,10 @@ def _make_element(role: str, rng: np.random.Generator, bases: list[str], start: 
         names, size = ["CTCF"], 40
     else:
         names, size = ["REST"], 40
-    sites = _plant_sites(rng, bases, start, size, [motifs[n] for n in names])
+    sites = _plant_sites(rng, bases, start, size, [motifs[n] for n in names], grammar.affinity_scale,
+                         layout.site_sharpness, layout.partial_sites)
     weights = PROMOTER_WEIGHTS if role == "promoter" else ENHANCER_WEIGHTS if role == "enhancer" else {}
-    strength = float(sum(weights.get(s.name, 0.0) for s in sites))
+    strength = float(sum(weights.get(s.name, 0.0) * s.affinity for s in sites))
     return Element(role, start, start + size, sites, strength=strength)
 
 
@@ -187,7 +225,8 @@ def _place_outside(
 
 
 def layout_elements(
-    length: int, rng: np.random.Generator, layout: Layout, bases: list[str], reserved: list[tuple[int, int]] = ()
+    length: int, rng: np.random.Generator, layout: Layout, bases: list[str], reserved: list[tuple[int, int]] = (),
+    grammar: Grammar = Grammar(),
 ) -> list[Element]:
     """Place elements (writing their motifs into `bases`) outside the `reserved` intervals
     and return them sorted by start."""
@@ -216,15 +255,15 @@ def layout_elements(
             if enhancer_start is not None:
                 occupancy.intervals.remove((enhancer_start, enhancer_start + _SIZES["enhancer"]))
             continue
-        promoter = _make_element("promoter", rng, bases, promoter_start)
-        enhancer = _make_element("enhancer", rng, bases, enhancer_start)
+        promoter = _make_element("promoter", rng, bases, promoter_start, grammar, layout)
+        enhancer = _make_element("enhancer", rng, bases, enhancer_start, grammar, layout)
         promoter.distal_partner, enhancer.distal_partner = len(elements) + 1, len(elements)
         elements += [promoter, enhancer]
         pair_spans.append((min(promoter_start, enhancer_start), max(promoter_start, enhancer_start) + _SIZES["enhancer"]))
         guard = promoter_start - direction * int(rng.integers(1_000, 3_000))
         guard_start = occupancy.place(rng, _SIZES["insulator"], lo=guard - 200, hi=guard + 200)
         if guard_start is not None:
-            elements.append(_make_element("insulator", rng, bases, guard_start))
+            elements.append(_make_element("insulator", rng, bases, guard_start, grammar, layout))
 
     counts = {
         role: int(rng.poisson(length / every))
@@ -239,21 +278,21 @@ def layout_elements(
         for _ in range(counts[role]):
             start = occupancy.place(rng, _SIZES[role])
             if start is not None:
-                elements.append(_make_element(role, rng, bases, start))
+                elements.append(_make_element(role, rng, bases, start, grammar, layout))
     # never between the members of a distal pair: no insulator (it would block the pair)
     # and no other enhancer (the pair's promoter owes its activity to its partner)
     for role in ("enhancer", "insulator"):
         for _ in range(counts[role]):
             start = _place_outside(occupancy, rng, _SIZES[role], pair_spans)
             if start is not None:
-                elements.append(_make_element(role, rng, bases, start))
+                elements.append(_make_element(role, rng, bases, start, grammar, layout))
     for promoter in [e for e in elements if e.role == "promoter"]:
         if rng.random() < layout.silencer_near_promoter:
             offset = int(rng.integers(300, 900)) * (1 if rng.random() < 0.5 else -1)
             lo = promoter.centre + offset - 20
             start = occupancy.place(rng, _SIZES["silencer"], lo=lo, hi=lo + 1, tries=1)
             if start is not None:
-                elements.append(_make_element("silencer", rng, bases, start))
+                elements.append(_make_element("silencer", rng, bases, start, grammar, layout))
 
     order = sorted(range(len(elements)), key=lambda i: elements[i].start)
     new_index = {old: new for new, old in enumerate(order)}
@@ -289,14 +328,16 @@ def _add_bump(track: np.ndarray, centre: int, height: float, width: float) -> No
 
 
 def _site_weight(site: MotifSite) -> float:
-    return PROMOTER_WEIGHTS.get(site.name, 0.0) + ENHANCER_WEIGHTS.get(site.name, 0.0)
+    """A promoter or enhancer motif's weight x its affinity."""
+    return (PROMOTER_WEIGHTS.get(site.name, 0.0) + ENHANCER_WEIGHTS.get(site.name, 0.0)) * site.affinity
 
 
 def render_signals(length: int, elements: list[Element], grammar: Grammar) -> np.ndarray:
     """The (2, L) float32 tracks, as bumps centred on the planted motif sites (positions
     the sequence itself reveals): `expression` puts a promoter's activity on its sites in
-    proportion to their weights; `accessibility` is each site's own contribution (half its
-    weight for promoter and enhancer motifs, fixed heights for CTCF and REST)."""
+    proportion to their weights x affinities; `accessibility` is each site's own contribution
+    (half its weight x affinity for promoter and enhancer motifs, fixed heights x affinity
+    for CTCF and REST)."""
     signals = np.zeros((len(CHANNELS), length), dtype=np.float64)
     for element in elements:
         for site in element.sites:
@@ -307,9 +348,9 @@ def render_signals(length: int, elements: list[Element], grammar: Grammar) -> np
             if element.role in ("promoter", "enhancer"):
                 height = 0.5 * _site_weight(site)
             elif element.role == "insulator":
-                height = grammar.insulator_accessibility
+                height = grammar.insulator_accessibility * site.affinity
             else:
-                height = grammar.silencer_accessibility
+                height = grammar.silencer_accessibility * site.affinity
             _add_bump(signals[1], centre, height, grammar.accessibility_width)
     return signals.astype(np.float32)
 
@@ -326,6 +367,6 @@ def simulate_chromosome(
     """Background, planted elements, their activities and the two signal tracks.
     No element is planted in (or within `layout.min_gap` of) a `reserved` interval."""
     bases = list(BASES[markov_background(length, rng, gc_content)])
-    elements = layout_elements(length, rng, layout, bases, reserved)
+    elements = layout_elements(length, rng, layout, bases, reserved, grammar)
     promoter_activities(elements, grammar)
     return SimulatedChromosome(name, "".join(bases), render_signals(length, elements, grammar), elements)

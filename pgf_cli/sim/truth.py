@@ -39,6 +39,7 @@ class TruthMotif:
     strand: str
     matrix_id: str
     element: str
+    affinity: float  # the BED score / 1000 (pgf.sim.grammar.site_affinity)
 
 
 def _rows(path: Path):
@@ -56,4 +57,7 @@ def read_truth_elements(path: Path) -> list[TruthElement]:
 
 
 def read_truth_motifs(path: Path) -> list[TruthMotif]:
-    return [TruthMotif(c, int(s), int(e), name, strand, mid, element) for c, s, e, name, _, strand, mid, element in _rows(path)]
+    return [
+        TruthMotif(c, int(s), int(e), name, strand, mid, element, int(score) / 1000)
+        for c, s, e, name, score, strand, mid, element in _rows(path)
+    ]
