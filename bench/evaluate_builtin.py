@@ -139,7 +139,7 @@ def evaluate(model_spec: str, sample: Path) -> dict:
     result["genome_wide_seconds"] = round(time.perf_counter() - started, 1)
 
     result["distal_enhancers"] = distal_enhancers(model, genome, elements, motifs, sample)
-    result["taylor_ism"] = taylor_vs_ism(model, genome, elements, channels, motifs)
+    result["taylor_ism"] = taylor_vs_ism(model, genome, elements, motifs, channels)
     return result
 
 
@@ -238,7 +238,7 @@ def truth_taylor_vs_ism(genome: Genome, motifs, chrom: str, lo: int, hi: int, ch
     return np.array(taylor), np.array(exact)
 
 
-def taylor_vs_ism(model, genome: Genome, elements, channels: list[str], motifs=()) -> dict:
+def taylor_vs_ism(model, genome: Genome, elements, motifs, channels: list[str]) -> dict:
     """Exact ISM of every SNV in 200-bp windows vs g[alt] - g[ref]."""
     picks = []
     for role, channel, count in (("promoter", "expression", 2), ("enhancer", "accessibility", 2), ("insulator", "accessibility", 1)):

@@ -26,6 +26,11 @@ short batches (`--short-every`), so that the distance over which enhancers are r
 grows step by step instead of being asked for at 30 kb at once. Each stage but the
 last is also saved as DIR/stage-K.
 
+Grammar: `--affinity-scale` sets how strongly a site's bases grade its effect
+(pgf.sim.grammar; 0 is the all-or-nothing grammar of the base and curriculum phases).
+`--site-sharpness LO-HI` and `--partial-sites P` plant weaker and half-random sites in
+training windows (tried for the graded model, not used by it).
+
     python scripts/train_builtin.py            # ~1 h on one CPU thread
     python scripts/train_builtin.py --out DIR --steps 20 --long-start 10   # quick try
 
