@@ -210,31 +210,33 @@ def truth_taylor_vs_ism(genome: Genome, motifs, chrom: str, lo: int, hi: int, ch
     grammar, matrices = Grammar(), load_motifs()
     sequence = genome.fetch(Region(chrom, lo, hi)).upper()
     width = grammar.expression_width if channel == "expression" else grammar.accessibility_width
+    positions = np.arange(lo, hi)
+    site_scale = {}  # a site's contribution to the window's sum: height x affinity x bump mass inside
+    for site in (m for m in motifs if m.chrom == chrom and m.end > lo and m.start < hi):
+        centre = (site.start + site.end) // 2
+        bump = np.exp(-0.5 * ((positions - centre) / width) ** 2)
+        inside = bump[np.abs(positions - centre) <= int(4 * width)].sum()
+        instance = genome.fetch(Region(chrom, site.start, site.end)).upper()
+        instance = reverse_complement(instance) if site.strand == "-" else instance
+        affinity = site_affinity(matrices[site.name], instance, grammar.affinity_scale)  # unrounded
+        site_scale[site] = _site_height(site, channel, grammar) * affinity * inside
     taylor, exact = [], []
-    for offset, ref in enumerate(sequence):
+    for position, ref in zip(positions, sequence):
         if ref not in "ACGT":
             continue
-        position = lo + offset
-        site = next((m for m in motifs if m.chrom == chrom and m.start <= position < m.end), None)
+        site = next((m for m in site_scale if m.start <= position < m.end), None)
         for alt in "ACGT".replace(ref, ""):
             if site is None:
                 taylor.append(0.0)
                 exact.append(0.0)
                 continue
-            centre = (site.start + site.end) // 2
-            inside = np.exp(-0.5 * ((np.arange(lo, hi) - centre) / width) ** 2)
-            inside = inside[np.abs(np.arange(lo, hi) - centre) <= int(4 * width)].sum()
             column, r, a = position - site.start, ref, alt
             if site.strand == "-":
                 column, r, a = site.end - 1 - position, reverse_complement(ref), reverse_complement(alt)
             log_p = np.log(matrices[site.name].probabilities[column])
             delta = grammar.affinity_scale * (log_p["ACGT".index(a)] - log_p["ACGT".index(r)])
-            instance = genome.fetch(Region(chrom, site.start, site.end)).upper()
-            instance = reverse_complement(instance) if site.strand == "-" else instance
-            affinity = site_affinity(matrices[site.name], instance, grammar.affinity_scale)  # unrounded
-            scale = _site_height(site, channel, grammar) * affinity * inside
-            taylor.append(scale * delta)
-            exact.append(scale * np.expm1(delta))
+            taylor.append(site_scale[site] * delta)
+            exact.append(site_scale[site] * np.expm1(delta))
     return np.array(taylor), np.array(exact)
 
 

@@ -154,14 +154,6 @@ def _fine_tuning_text(training: dict) -> str:
     ]
     if any("affinity_scale" not in p["arguments"] for p in [training, *phases]):
         lines += ["", AFFINITY_FOOTNOTE]
-    if any(p["arguments"].get("partial_sites") or p["arguments"].get("site_sharpness", [3, 3])[0] < 3 for p in phases):
-        lines += [
-            "",
-            "`--site-sharpness LO-HI` draws training sites from their matrix raised to a power in that range (the "
-            "sample genome's are all drawn at 3, strong) and `--partial-sites P` redraws one half of a site with "
-            "chance P: weak and partial sites, with the low affinities of their bases, show the model how much "
-            "each base of a motif matters instead of only complete motifs (validation windows keep strong sites).",
-        ]
     return "\n".join(lines) + "\n"
 
 
