@@ -31,6 +31,21 @@ Grammar: `--affinity-scale` sets how strongly a site's bases grade its effect
 `--site-sharpness LO-HI` and `--partial-sites P` plant weaker and half-random sites in
 training windows (tried for the graded model, not used by it).
 
+Variant effects (`--snv-copies K`): plain short batches come with copies carrying K
+random SNVs (at planted sites and near elements; the truth recomputed by
+pgf.sim.grammar.rescore_elements), and `--snv-weight` x the per-channel MSE of the
+predicted window-minus-copy difference is added, so that the model's response to a
+single base follows the truth's graded one (the evaluation's Taylor-vs-exact ISM asks
+for that); validation reports the Pearson r of those differences.
+
+Input gradients (`--taylor-weight W`): plain short batches also ask the model's
+first-order SNV effects on a 200-bp readout around an element (g[alt] - g[ref], g the
+input gradient) to match the truth's (pgf.sim.grammar.first_order_snv_effects): the
+simulator knows the derivative of its truth, so the gradient is trained directly
+(Sobolev training, by double backward): attributions are gradients, and a model whose
+gradient follows the truth's gives first-order ISM estimates that track exact ISM as
+the truth's own do.
+
     python scripts/train_builtin.py            # ~1 h on one CPU thread
     python scripts/train_builtin.py --out DIR --steps 20 --long-start 10   # quick try
 
@@ -60,7 +75,8 @@ from pgf.io.onehot import one_hot
 from pgf.models.registry import load_checkpoint, save_checkpoint
 from pgf.models.track_ssm import TrackSSM, TrackSSMConfig
 from pgf.sim.grammar import (
-    CHANNELS, Grammar, Layout, SimulatedChromosome, promoter_activities, render_signals, simulate_chromosome,
+    CHANNELS, Grammar, Layout, SimulatedChromosome, first_order_snv_effects, promoter_activities, render_signals,
+    rescore_elements, simulate_chromosome,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,6 +219,64 @@ def make_paired_batch(
     return onehot, torch.from_numpy(np.stack([t.T for t in signals])).float()
 
 
+def with_snvs(chromosome: SimulatedChromosome, rng: np.random.Generator, count: int, grammar: Grammar = Grammar()
+              ) -> tuple[str, np.ndarray]:
+    """(sequence, signals (channels, L)) of `chromosome` with `count` random SNVs, the truth
+    recomputed (rescore_elements): each SNV hits a planted site's base half the time, else a
+    base within 150 bp of an element (where a model's gain-of-function errors matter)."""
+    bases = list(chromosome.sequence)
+    elements = chromosome.elements
+    site_bases = [p for e in elements for s in e.sites for p in range(s.start, s.end)]
+    for _ in range(count):
+        if site_bases and rng.random() < 0.5:
+            position = int(rng.choice(site_bases))
+        elif elements:
+            element = elements[int(rng.integers(len(elements)))]
+            position = int(rng.integers(max(0, element.start - 150), min(len(bases), element.end + 150)))
+        else:
+            position = int(rng.integers(len(bases)))
+        bases[position] = str(rng.choice([b for b in "ACGT" if b != bases[position]]))
+    sequence = "".join(bases)
+    return sequence, render_signals(len(bases), rescore_elements(elements, sequence, grammar), grammar)
+
+
+def make_snv_batch(
+    rng: np.random.Generator, length: int, pairs: int, snvs: int, layout: Layout, grammar: Grammar = Grammar()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like make_paired_batch, the copies carrying `snvs` SNVs each (with_snvs)."""
+    chromosomes = [simulate_chromosome("train", length, rng, layout, grammar) for _ in range(pairs)]
+    copies = [with_snvs(c, rng, snvs, grammar) for c in chromosomes]
+    onehot = torch.from_numpy(np.stack([one_hot(s) for s in [c.sequence for c in chromosomes] + [s for s, _ in copies]]))
+    signals = np.stack([t.T for t in [c.signals for c in chromosomes] + [t for _, t in copies]])
+    return onehot.float(), torch.from_numpy(signals).float()
+
+
+def make_taylor_batch(
+    rng: np.random.Generator, length: int, batch: int, layout: Layout, grammar: Grammar = Grammar()
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """make_batch plus, per window, a 200-bp readout around a random element (its expression
+    for a promoter, else its accessibility) as a (b, L, channels) 0/1 mask, and the truth's
+    first-order effect of every SNV on that readout (b, L, 4; first_order_snv_effects)."""
+    onehots, signals, masks, effects = [], [], [], []
+    for _ in range(batch):
+        chromosome = simulate_chromosome("train", length, rng, layout, grammar)
+        elements = chromosome.elements
+        if elements:
+            element = elements[int(rng.integers(len(elements)))]
+            centre, channel = element.centre, 0 if element.role == "promoter" else 1
+        else:
+            centre, channel = int(rng.integers(100, length - 100)), 1
+        lo, hi = max(0, centre - 100), min(length, centre + 100)
+        mask = np.zeros((length, len(CHANNELS)), dtype=np.float32)
+        mask[lo:hi, channel] = 1
+        onehots.append(one_hot(chromosome.sequence))
+        signals.append(chromosome.signals.T)
+        masks.append(mask)
+        effects.append(first_order_snv_effects(elements, chromosome.sequence, grammar, channel, lo, hi))
+    as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).float()  # noqa: E731
+    return as_tensor(onehots), as_tensor(signals), as_tensor(masks), as_tensor(effects)
+
+
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.flatten().double(), b.flatten().double()
     a, b = a - a.mean(), b - b.mean()
@@ -230,6 +304,9 @@ class WindowKind:
     scale: torch.Tensor  # per-channel variance of the truth
     difference_scale: torch.Tensor | None  # variance of the true expression difference of a pair
     grammar: Grammar
+    snvs: int = 0  # > 0: paired with copies carrying this many SNVs (make_snv_batch) instead
+    snv_difference_scale: torch.Tensor | None = None  # per-channel variance of the true SNV-copy difference
+    taylor_scale: float = 0.0  # > 0: match the truth's first-order SNV effects (make_taylor_batch); their variance
 
 
 def window_kind(
@@ -246,11 +323,47 @@ def window_kind(
     return WindowKind(length, batch, layout, paired, pilot.flatten(0, 1).var(dim=0), difference_scale, grammar)
 
 
-def step_loss(model: TrackSSM, kind: WindowKind, rng: np.random.Generator, paired_weight: float) -> torch.Tensor:
+def with_snv_copies(rng: np.random.Generator, kind: WindowKind, snvs: int) -> WindowKind:
+    """`kind` (unpaired) trained on windows and their copies with `snvs` SNVs each, the
+    difference loss scaled by its variance on ~32 kb of pilot pairs."""
+    pilot_pairs = max(4, 32_768 // kind.length)
+    _, pairs = make_snv_batch(rng, kind.length, pilot_pairs, snvs, kind.layout, kind.grammar)
+    difference = pairs[:pilot_pairs] - pairs[pilot_pairs:]
+    return replace(kind, paired=False, snvs=snvs, snv_difference_scale=difference.flatten(0, 1).var(dim=0).clamp_min(1e-6))
+
+
+def with_taylor_targets(rng: np.random.Generator, kind: WindowKind) -> WindowKind:
+    """`kind` (unpaired) trained to match the truth's first-order SNV effects too, the
+    term scaled by their variance on ~32 kb of pilot windows."""
+    *_, effects = make_taylor_batch(rng, kind.length, max(4, 32_768 // kind.length), kind.layout, kind.grammar)
+    return replace(kind, paired=False, taylor_scale=float(effects.var().clamp_min(1e-6)))
+
+
+def step_loss(
+    model: TrackSSM, kind: WindowKind, rng: np.random.Generator, paired_weight: float, snv_weight: float = 0.0,
+    taylor_weight: float = 0.0,
+) -> torch.Tensor:
     """Per-channel MSE over the channel's variance; for paired kinds plus `paired_weight`
-    x the MSE of the predicted expression difference between windows and their copies."""
+    x the MSE of the predicted expression difference between windows and their copies;
+    for SNV kinds plus `snv_weight` x the per-channel MSE of the predicted difference
+    between windows and their SNV copies over its variance; for Taylor kinds plus
+    `taylor_weight` x the MSE between the model's first-order SNV effects on each window's
+    readout (g[alt] - g[ref], g its input gradient) and the truth's, over their variance
+    (training through the input gradient: double backward)."""
+    if kind.taylor_scale:
+        x, y, mask, effects = make_taylor_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar)
+        x.requires_grad_(taylor_weight > 0)
+        prediction = model(x)["track"]
+        loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / kind.scale).mean()
+        if taylor_weight > 0:
+            (gradient,) = torch.autograd.grad((prediction * mask).sum(), x, create_graph=True)
+            model_effects = gradient - (gradient * x).sum(dim=-1, keepdim=True)
+            loss = loss + taylor_weight * ((model_effects - effects) ** 2).mean() / kind.taylor_scale
+        return loss
     if kind.paired:
         x, y = make_paired_batch(rng, kind.length, max(1, kind.batch // 2), kind.layout, kind.grammar)
+    elif kind.snvs:
+        x, y = make_snv_batch(rng, kind.length, max(1, kind.batch // 2), kind.snvs, kind.layout, kind.grammar)
     else:
         x, y = make_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar)
     prediction = model(x)["track"]
@@ -259,6 +372,10 @@ def step_loss(model: TrackSSM, kind: WindowKind, rng: np.random.Generator, paire
         half = len(x) // 2
         difference_error = (prediction[:half, :, 0] - prediction[half:, :, 0]) - (y[:half, :, 0] - y[half:, :, 0])
         loss = loss + paired_weight * (difference_error**2).mean() / kind.difference_scale
+    if kind.snvs and snv_weight > 0:
+        half = len(x) // 2
+        difference_error = (prediction[:half] - prediction[half:]) - (y[:half] - y[half:])
+        loss = loss + snv_weight * ((difference_error**2).mean(dim=(0, 1)) / kind.snv_difference_scale).mean()
     return loss
 
 
@@ -273,6 +390,20 @@ def evaluate_pairs(model: TrackSSM, pairs: list[tuple[torch.Tensor, torch.Tensor
             predicted.append(track[:half] - track[half:])
             true.append(y[:half, :, 0] - y[half:, :, 0])
     return pearson(torch.cat(predicted), torch.cat(true))
+
+
+def evaluate_snv_pairs(model: TrackSSM, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+    """Per-channel Pearson r of predicted vs true differences between windows and their
+    SNV copies: how well the model's variant effects follow the truth's."""
+    predicted, true = [], []
+    with torch.no_grad():
+        for x, y in pairs:
+            track = model(x)["track"]
+            half = len(x) // 2
+            predicted.append(track[:half] - track[half:])
+            true.append(y[:half] - y[half:])
+    predicted, true = torch.cat(predicted), torch.cat(true)
+    return [pearson(predicted[..., c], true[..., c]) for c in range(len(CHANNELS))]
 
 
 def main() -> None:
@@ -315,6 +446,15 @@ def main() -> None:
     parser.add_argument("--partial-sites", type=float, default=0.0, metavar="P",
                         help="chance that a training site has half its bases redrawn at random (a weak, partial "
                              "site); validation keeps 0")
+    parser.add_argument("--snv-copies", type=int, default=0, metavar="K",
+                        help="plain short batches come with copies carrying K random SNVs (at planted sites and "
+                             "near elements, the truth recomputed), and --snv-weight x the MSE of the predicted "
+                             "difference is added: it trains the model's variant effects (0: off)")
+    parser.add_argument("--snv-weight", type=float, default=1.0, help="weight of the SNV-copy difference loss")
+    parser.add_argument("--taylor-weight", type=float, default=0.0, metavar="W",
+                        help="plain short batches also match the truth's first-order effect of every SNV on a "
+                             "200-bp readout around an element (the model's input gradient, trained by double "
+                             "backward; ~5x the cost of a plain step), with weight W (0: off)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--validate-every", type=int, default=100)
     args = parser.parse_args()
@@ -337,6 +477,10 @@ def main() -> None:
                   for _ in range(3)]
     validation_pairs = [make_paired_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max), grammar)
                         for _ in range(3)]
+    # drawn from their own generator so that adding them leaves every other draw unchanged
+    snv_rng = np.random.default_rng(args.seed + 3)
+    validation_snvs = [make_snv_batch(snv_rng, args.short_length, 4, 8, short_layout(args.short_spacing), grammar)
+                       for _ in range(4)]
     # loss = per-channel MSE / the channel's variance in that kind of window, so that the
     # sparse long windows weigh as much as the dense short ones
     pilot_rng = np.random.default_rng(args.seed + 2)
@@ -344,8 +488,14 @@ def main() -> None:
     sharp = {"site_sharpness": tuple(args.site_sharpness), "partial_sites": args.partial_sites}
     short = window_kind(pilot_rng, args.short_length, args.short_batch,
                         replace(short_layout(args.short_spacing), **sharp), paired, grammar)
+    if args.snv_copies and args.taylor_weight:
+        parser.error("--snv-copies and --taylor-weight both change the plain short batches: choose one")
+    if args.snv_copies:
+        short = with_snv_copies(snv_rng, short, args.snv_copies)
+    if args.taylor_weight:
+        short = with_taylor_targets(snv_rng, short)
     if args.stage:
-        plain_short = replace(short, paired=False)
+        plain_short = replace(short, paired=False)  # SNV copies, if any, stay
         stages = [window_kind(pilot_rng, length, max(2, args.short_length * args.short_batch // length),
                               replace(stage_layout(length, span), **sharp), True, grammar)
                   for _, length, span in args.stage]
@@ -376,7 +526,7 @@ def main() -> None:
     stage_ends = np.cumsum([s[0] for s in args.stage]).tolist()
     for step, kind in enumerate(schedule_kinds):
         weight = args.paired_weight * min(1.0, (step + 1) / args.pair_ramp) if args.pair_ramp else args.paired_weight
-        loss = step_loss(model, kind, rng, weight)
+        loss = step_loss(model, kind, rng, weight, args.snv_weight, args.taylor_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -387,6 +537,7 @@ def main() -> None:
         if step % args.validate_every == args.validate_every - 1 or step == total - 1:
             entry["validation_pearson"] = [round(r, 4) for r in evaluate(model, validation)]
             entry["validation_pair_difference_pearson"] = round(evaluate_pairs(model, validation_pairs), 4)
+            entry["validation_snv_difference_pearson"] = [round(r, 4) for r in evaluate_snv_pairs(model, validation_snvs)]
         log.append(entry)
         if "validation_pearson" in entry or step % 20 == 0:
             print(json.dumps(entry), flush=True)
@@ -403,6 +554,7 @@ def main() -> None:
         "train_seconds": round(time.perf_counter() - started, 1),
         "final_validation_pearson": dict(zip(CHANNELS, log[-1]["validation_pearson"])),
         "final_validation_pair_difference_pearson": log[-1]["validation_pair_difference_pearson"],
+        "final_validation_snv_difference_pearson": dict(zip(CHANNELS, log[-1]["validation_snv_difference_pearson"])),
         "log": log,
     }
     (args.out / "training_log.json").write_text(json.dumps(summary) + "\n")

@@ -10,7 +10,8 @@ import pytest
 from helpers import load_script
 from pgf.sim.background import markov_background
 from pgf.sim.grammar import (
-    CHANNELS, Element, Grammar, Layout, MotifSite, promoter_activities, render_signals, simulate_chromosome, site_affinity,
+    CHANNELS, Element, Grammar, Layout, MotifSite, first_order_snv_effects, promoter_activities, render_signals,
+    rescore_elements, simulate_chromosome, site_affinity,
 )
 from pgf.sim.motifs import load_motifs, reverse_complement
 from pgf.sim.truth import read_truth_elements, read_truth_motifs
@@ -178,6 +179,74 @@ def test_weak_and_partial_training_sites_carry_the_affinity_of_their_bases():
     weak = affinities(Layout(promoter_every=2_000, enhancer_every=2_000, site_sharpness=(0.5, 3.0), partial_sites=0.5))
     assert np.median(weak) < 0.6 * np.median(strong)
     assert np.mean(weak < 0.01) > 0.2 and np.mean(strong < 0.01) == 0  # partial sites are nearly inert
+
+
+def test_rescoring_an_edited_sequence_changes_only_the_edited_sites():
+    """rescore_elements: the unedited sequence gives back the planted truth; a mismatch in
+    a site scales that site's affinity by exp(scale x delta log P) and nothing else; an
+    edit outside every site changes nothing, even if it would create a motif match."""
+    grammar, matrices = Grammar(), load_motifs()
+    chromosome = simulate_chromosome("t", 20_000, np.random.default_rng(6), Layout(promoter_every=2_000, enhancer_every=2_000))
+    same = rescore_elements(chromosome.elements, chromosome.sequence, grammar)
+    assert np.allclose(render_signals(20_000, same, grammar), chromosome.signals, rtol=1e-6, atol=1e-7)
+
+    enhancer = next(e for e in chromosome.elements if e.role == "enhancer" and e.sites[0].strand == "+")
+    site = enhancer.sites[0]
+    column = int(np.argmax(matrices[site.name].probabilities.max(axis=1)))  # its most informative base
+    position = site.start + column
+    ref = chromosome.sequence[position]
+    alt = "ACGT"[int(np.argmin(matrices[site.name].probabilities[column]))]
+    edited = chromosome.sequence[:position] + alt + chromosome.sequence[position + 1 :]
+    rescored = rescore_elements(chromosome.elements, edited, grammar)
+    probabilities = matrices[site.name].probabilities[column]
+    expected = site.affinity * (probabilities["ACGT".index(alt)] / probabilities["ACGT".index(ref)]) ** grammar.affinity_scale
+    index = chromosome.elements.index(enhancer)
+    assert rescored[index].sites[0].affinity == pytest.approx(expected, rel=1e-9)
+    assert rescored[index].strength < enhancer.strength
+    changed = [(a, b) for old, new in zip(chromosome.elements, rescored) for a, b in zip(old.sites, new.sites) if a != b]
+    assert len(changed) == 1
+
+    consensus = "".join("ACGT"[c] for c in matrices["FOSL1::JUN"].probabilities.argmax(axis=1))
+    outside = next(p for p in range(100, 20_000)
+                   if all(p + len(consensus) + 5 <= e.start or p >= e.end + 5 for e in chromosome.elements))
+    planted = chromosome.sequence[:outside] + consensus + chromosome.sequence[outside + len(consensus) :]
+    untouched = rescore_elements(chromosome.elements, planted, grammar)
+    assert np.array_equal(render_signals(20_000, untouched, grammar), chromosome.signals)
+
+
+def test_first_order_snv_effects_are_the_derivative_of_the_rescored_truth():
+    """first_order_snv_effects: zero at reference bases and off planted sites; for SNVs that
+    change a site's log affinity by a little (|delta| < 0.2) the exact rescored effect on the
+    readout agrees to second order, for a promoter's expression and an enhancer's accessibility."""
+    grammar = Grammar()
+    layout = Layout(promoter_every=800, enhancer_every=800, insulator_every=1e9, silencer_every=1e9,
+                    silencer_near_promoter=0.0, min_gap=100)
+    chromosome = simulate_chromosome("t", 4_000, np.random.default_rng(11), layout)
+    sequence = chromosome.sequence
+    site_bases = {p for e in chromosome.elements for s in e.sites for p in range(s.start, s.end)}
+    checked = {0: 0, 1: 0}
+    for role, channel in (("promoter", 0), ("enhancer", 1)):
+        element = next(e for e in chromosome.elements if e.role == role)
+        lo, hi = element.centre - 100, element.centre + 100
+        effects = first_order_snv_effects(chromosome.elements, sequence, grammar, channel, lo, hi)
+        assert effects.shape == (4_000, 4)
+        assert np.all(effects[np.arange(4_000), ["ACGT".index(b) for b in sequence]] == 0)
+        assert not effects[[p for p in range(4_000) if p not in site_bases]].any()
+        before = render_signals(4_000, chromosome.elements, grammar, np.float64)[channel, lo:hi].sum()
+        for position in sorted(site_bases):
+            for base in "ACGT".replace(sequence[position], ""):
+                first = effects[position, "ACGT".index(base)]
+                site = next(s for e in chromosome.elements for s in e.sites if s.start <= position < s.end)
+                edited = sequence[:position] + base + sequence[position + 1 :]
+                after_elements = rescore_elements(chromosome.elements, edited, grammar)
+                new_site = next(s for e in after_elements for s in e.sites if s.start == site.start)
+                delta = np.log(new_site.affinity / site.affinity)
+                if abs(delta) >= 0.2 or first == 0:
+                    continue
+                exact = render_signals(4_000, after_elements, grammar, np.float64)[channel, lo:hi].sum() - before
+                assert exact == pytest.approx(first, rel=0.15, abs=1e-9)
+                checked[channel] += 1
+    assert checked[0] >= 5 and checked[1] >= 5, checked
 
 
 def test_sample_data_regenerates_from_its_config(tmp_path):

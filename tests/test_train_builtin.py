@@ -1,6 +1,7 @@
-"""The training script's counterfactual pairs: enhancers shuffled in place, truth recomputed."""
+"""The training script's counterfactual pairs: enhancers shuffled in place or SNVs, truth recomputed."""
 
 import numpy as np
+import pytest
 import torch
 
 from helpers import load_script
@@ -70,3 +71,63 @@ def test_site_sharpness_parsing():
             assert "sharpness" in str(error)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_snv_copies_differ_by_their_snvs_and_carry_the_rescored_truth():
+    """with_snvs: at most K bases change, half of them at planted sites; the copy's truth is
+    the grammar applied to the edited sequence (a site's loss lowers its own bump)."""
+    from pgf.sim.grammar import Grammar, render_signals, rescore_elements
+
+    chromosome = simulate_chromosome("t", 2_048, np.random.default_rng(8), train.short_layout())
+    sequence, signals = train.with_snvs(chromosome, np.random.default_rng(1), 12)
+    changed = np.flatnonzero(np.frombuffer(sequence.encode(), "u1") != np.frombuffer(chromosome.sequence.encode(), "u1"))
+    assert 6 <= changed.size <= 12
+    site_bases = {p for e in chromosome.elements for s in e.sites for p in range(s.start, s.end)}
+    assert sum(int(p) in site_bases for p in changed) >= 2
+    assert all(any(e.start - 150 <= p < e.end + 150 for e in chromosome.elements) for p in changed)
+    expected = render_signals(2_048, rescore_elements(chromosome.elements, sequence, Grammar()), Grammar())
+    assert np.array_equal(signals, expected) and not np.allclose(signals, chromosome.signals)
+
+
+def test_snv_kind_adds_the_weighted_difference_loss():
+    """A short kind with SNV copies draws windows then copies (one SNV batch) and its loss
+    grows by snv_weight x the difference term (same draws: same generator state)."""
+    from pgf.sim.grammar import Grammar
+
+    onehot, _ = train.make_snv_batch(np.random.default_rng(2), 1_024, 2, 4, train.short_layout())
+    assert onehot.shape == (4, 1_024, 4)
+    differing = (onehot[:2] != onehot[2:]).any(dim=2).sum(dim=1)
+    assert torch.all((differing >= 1) & (differing <= 4))
+    kind = train.window_kind(np.random.default_rng(3), 1_024, 4, train.short_layout(), False, Grammar())
+    kind = train.with_snv_copies(np.random.default_rng(4), kind, 4)
+    assert kind.snvs == 4 and kind.snv_difference_scale.shape == (2,) and not kind.paired
+    model = train.build_model(train.model_config(1_024, n_layer=1), seed=0)
+    with torch.no_grad():
+        plain, once, twice = (train.step_loss(model, kind, np.random.default_rng(9), 0.0, snv_weight=w).item()
+                              for w in (0.0, 1.0, 2.0))
+    assert once > plain
+    assert twice == pytest.approx(plain + 2 * (once - plain), rel=1e-5)
+
+
+def test_taylor_kind_trains_the_input_gradient_toward_the_truths_snv_effects():
+    """make_taylor_batch marks one 200-bp readout per window and carries the truth's
+    first-order SNV effects on it; the Taylor term is linear in its weight, positive, and
+    reaches the parameters through the input gradient (double backward)."""
+    from pgf.sim.grammar import Grammar, first_order_snv_effects
+
+    onehot, signals, mask, effects = train.make_taylor_batch(np.random.default_rng(2), 1_024, 2, train.short_layout())
+    assert onehot.shape == (2, 1_024, 4) and mask.shape == signals.shape == (2, 1_024, 2) and effects.shape == (2, 1_024, 4)
+    assert torch.equal(mask.sum(dim=(1, 2)), torch.full((2,), 200.0)) and effects.abs().sum() > 0
+    kind = train.with_taylor_targets(np.random.default_rng(4), train.window_kind(
+        np.random.default_rng(3), 1_024, 2, train.short_layout(), False, Grammar()))
+    assert kind.taylor_scale > 0
+    model = train.build_model(train.model_config(1_024, n_layer=1), seed=0)
+    losses, gradients = [], []
+    for weight in (0.0, 1.0, 2.0):
+        model.zero_grad()
+        loss = train.step_loss(model, kind, np.random.default_rng(9), 0.0, taylor_weight=weight)
+        loss.backward()
+        losses.append(loss.item())
+        gradients.append(model.layers[0].mixer.mamba_fwd.in_proj.weight.grad.clone())
+    assert losses[1] > losses[0] and losses[2] == pytest.approx(2 * losses[1] - losses[0], rel=1e-5)
+    assert not torch.allclose(gradients[0], gradients[1])

@@ -35,7 +35,7 @@ motifs: first-order ISM estimates did not track exact ISM at a TATA box).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -185,6 +185,13 @@ def _choose(rng: np.random.Generator, names: list[str], low: int, high: int, rep
     return [str(n) for n in rng.choice(names, size=count, replace=repeat)]
 
 
+def _strength(role: str, sites: list[MotifSite]) -> float:
+    """An element's strength: the sum of its motifs' weight x affinity (0 for insulators
+    and silencers, which act by their presence)."""
+    weights = PROMOTER_WEIGHTS if role == "promoter" else ENHANCER_WEIGHTS if role == "enhancer" else {}
+    return float(sum(weights.get(s.name, 0.0) * s.affinity for s in sites))
+
+
 def _make_element(
     role: str, rng: np.random.Generator, bases: list[str], start: int, grammar: Grammar, layout: Layout
 ) -> Element:
@@ -201,9 +208,7 @@ def _make_element(
         names, size = ["REST"], 40
     sites = _plant_sites(rng, bases, start, size, [motifs[n] for n in names], grammar.affinity_scale,
                          layout.site_sharpness, layout.partial_sites)
-    weights = PROMOTER_WEIGHTS if role == "promoter" else ENHANCER_WEIGHTS if role == "enhancer" else {}
-    strength = float(sum(weights.get(s.name, 0.0) * s.affinity for s in sites))
-    return Element(role, start, start + size, sites, strength=strength)
+    return Element(role, start, start + size, sites, strength=_strength(role, sites))
 
 
 _SIZES = {"promoter": 150, "enhancer": 200, "insulator": 40, "silencer": 40}
@@ -332,7 +337,7 @@ def _site_weight(site: MotifSite) -> float:
     return (PROMOTER_WEIGHTS.get(site.name, 0.0) + ENHANCER_WEIGHTS.get(site.name, 0.0)) * site.affinity
 
 
-def render_signals(length: int, elements: list[Element], grammar: Grammar) -> np.ndarray:
+def render_signals(length: int, elements: list[Element], grammar: Grammar, dtype: type = np.float32) -> np.ndarray:
     """The (2, L) float32 tracks, as bumps centred on the planted motif sites (positions
     the sequence itself reveals): `expression` puts a promoter's activity on its sites in
     proportion to their weights x affinities; `accessibility` is each site's own contribution
@@ -352,7 +357,63 @@ def render_signals(length: int, elements: list[Element], grammar: Grammar) -> np
             else:
                 height = grammar.silencer_accessibility * site.affinity
             _add_bump(signals[1], centre, height, grammar.accessibility_width)
-    return signals.astype(np.float32)
+    return signals.astype(dtype)
+
+
+def rescore_elements(elements: list[Element], sequence: str, grammar: Grammar) -> list[Element]:
+    """Copies of `elements` as they act on an edited `sequence` (same coordinates): every
+    planted site's affinity from its bases there, strengths and promoter activities
+    recomputed. Edits outside planted sites change nothing: the truth counts planted
+    sites only, so an edit that creates a motif match elsewhere has no effect."""
+    motifs = load_motifs()
+    rescored = []
+    for element in elements:
+        sites = []
+        for site in element.sites:
+            instance = sequence[site.start : site.end].upper()
+            instance = reverse_complement(instance) if site.strand == "-" else instance
+            sites.append(replace(site, affinity=site_affinity(motifs[site.name], instance, grammar.affinity_scale)))
+        rescored.append(replace(element, sites=sites, strength=_strength(element.role, sites)))
+    promoter_activities(rescored, grammar)
+    return rescored
+
+
+def first_order_snv_effects(
+    elements: list[Element], sequence: str, grammar: Grammar, channel: int, lo: int, hi: int, step: float = 1e-4,
+) -> np.ndarray:
+    """(L, 4) first-order effect on the truth's `channel` summed over [lo, hi) of setting each
+    position to each base (A C G T; 0 at the reference base and outside planted sites):
+    dS/d(log affinity) of the site, by a central difference of `step`, times the change of
+    log affinity the SNV makes (affinity_scale x the matrix's log-probability change).
+    The truth's own first-order ISM, for every SNV at once."""
+    motifs = load_motifs()
+    length = len(sequence)
+    effects = np.zeros((length, 4))
+    codes = np.array(["ACGT".find(b) for b in sequence.upper()])
+
+    def window_sum(index: int, site_index: int, factor: float) -> float:
+        edited = [replace(e) for e in elements]  # promoter_activities writes into them
+        element = elements[index]
+        sites = list(element.sites)
+        sites[site_index] = replace(sites[site_index], affinity=sites[site_index].affinity * factor)
+        edited[index] = replace(element, sites=sites, strength=_strength(element.role, sites))
+        promoter_activities(edited, grammar)
+        return float(render_signals(length, edited, grammar, np.float64)[channel, lo:hi].sum())
+
+    for index, element in enumerate(elements):
+        for site_index, site in enumerate(element.sites):
+            slope = (window_sum(index, site_index, np.exp(step)) - window_sum(index, site_index, np.exp(-step))) / (2 * step)
+            if slope == 0.0:
+                continue
+            log_p = np.log(motifs[site.name].probabilities)  # (motif length, 4) on the motif's strand
+            if site.strand == "-":
+                log_p = log_p[::-1, ::-1]  # reverse complement: reversed columns, A<->T and C<->G
+            positions = np.arange(site.start, site.end)
+            reference = codes[positions]
+            known = reference >= 0
+            change = log_p - log_p[np.arange(len(positions)), reference.clip(min=0)][:, None]
+            effects[positions[known]] = slope * grammar.affinity_scale * change[known]
+    return effects
 
 
 def simulate_chromosome(
