@@ -36,7 +36,8 @@ random SNVs (at planted sites and near elements; the truth recomputed by
 pgf.sim.grammar.rescore_elements), and `--snv-weight` x the per-channel MSE of the
 predicted window-minus-copy difference is added, so that the model's response to a
 single base follows the truth's graded one (the evaluation's Taylor-vs-exact ISM asks
-for that); validation reports the Pearson r of those differences.
+for that); validation reports the Pearson r of those differences. Tried, not used by the
+shipped model (bench/results/builtin_variant_training_cpu.json).
 
 Input gradients (`--taylor-weight W`): plain short batches also ask the model's
 first-order SNV effects on a 200-bp readout around an element (g[alt] - g[ref], g the
@@ -44,7 +45,9 @@ input gradient) to match the truth's (pgf.sim.grammar.first_order_snv_effects): 
 simulator knows the derivative of its truth, so the gradient is trained directly
 (Sobolev training, by double backward): attributions are gradients, and a model whose
 gradient follows the truth's gives first-order ISM estimates that track exact ISM as
-the truth's own do.
+the truth's own do. Tried, not used by the shipped model: it raised Taylor-ISM on
+simulated windows (0.746 -> 0.799) but lowered 200-kb expression Pearson (0.783 -> 0.639)
+(same file).
 
     python scripts/train_builtin.py            # ~1 h on one CPU thread
     python scripts/train_builtin.py --out DIR --steps 20 --long-start 10   # quick try
