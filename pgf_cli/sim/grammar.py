@@ -338,7 +338,7 @@ def _site_weight(site: MotifSite) -> float:
 
 
 def render_signals(length: int, elements: list[Element], grammar: Grammar, dtype: type = np.float32) -> np.ndarray:
-    """The (2, L) float32 tracks, as bumps centred on the planted motif sites (positions
+    """The (2, L) tracks (float32 unless `dtype`), as bumps centred on the planted motif sites (positions
     the sequence itself reveals): `expression` puts a promoter's activity on its sites in
     proportion to their weights x affinities; `accessibility` is each site's own contribution
     (half its weight x affinity for promoter and enhancer motifs, fixed heights x affinity
