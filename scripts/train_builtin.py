@@ -141,10 +141,20 @@ def build_model(config: TrackSSMConfig, seed: int, dt_min: float = 1e-5, bc_scal
     return model
 
 
-def stage_layout(length: int, pair_range: tuple[int, int]) -> Layout:
-    """Layout of a curriculum stage: the short or long layout (by window length) with
-    its distal pairs `pair_range` bp apart."""
-    base = short_layout() if length <= 4_096 else long_layout(pair_range[1])
+def genome_layout(length: int) -> Layout:
+    """The sample genome's layout (the simulator's defaults: sparse elements, the
+    spacing of real chromosomes), with a distal pair per ~40 kb of window."""
+    return Layout(distal_pairs=max(1, round(length / 40_000)))
+
+
+def stage_layout(length: int, pair_range: tuple[int, int], long_kind: str = "dense") -> Layout:
+    """Layout of a curriculum stage: the short layout for windows up to 4 kb, else the
+    dense long layout or (`long_kind` "genome") genome_layout, with its distal pairs
+    `pair_range` bp apart."""
+    if length <= 4_096:
+        base = short_layout()
+    else:
+        base = genome_layout(length) if long_kind == "genome" else long_layout(pair_range[1])
     return replace(base, distal_range=pair_range)
 
 
@@ -434,6 +444,9 @@ def main() -> None:
     parser.add_argument("--stage", type=parse_stage, action="append", default=[], metavar="STEPS:LENGTH:LO-HI",
                         help="curriculum stage (repeatable; replaces --steps and the short/long schedule): "
                              "STEPS steps of paired windows of LENGTH bp whose distal pairs are LO-HI bp apart")
+    parser.add_argument("--stage-layout", choices=["dense", "genome"], default="dense",
+                        help="element layout of curriculum stages longer than 4 kb: dense (a promoter per 5 kb) "
+                             "or genome (the sample genome's sparse spacing, a promoter per 25 kb)")
     parser.add_argument("--short-every", type=int, default=2,
                         help="in curriculum stages, one step in this many is a plain short batch")
     parser.add_argument("--short-length", type=int, default=2048)
@@ -508,7 +521,7 @@ def main() -> None:
     if args.stage:
         plain_short = replace(short, paired=False)  # SNV copies or Taylor targets, if any, stay
         stages = [window_kind(pilot_rng, length, max(2, args.short_length * args.short_batch // length),
-                              replace(stage_layout(length, span), **sharp), True, grammar)
+                              replace(stage_layout(length, span, args.stage_layout), **sharp), True, grammar)
                   for _, length, span in args.stage]
         schedule_kinds = []
         for (steps, _, _), kind in zip(args.stage, stages):

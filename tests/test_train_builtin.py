@@ -59,6 +59,11 @@ def test_curriculum_stage_parsing_and_layout():
     pairs = [(p, chromosome.elements[p.distal_partner]) for p in chromosome.elements
              if p.role == "promoter" and p.distal_partner is not None]
     assert pairs and all(3_000 - 600 <= abs(p.start - e.start) <= 12_000 + 600 for p, e in pairs)
+    # the genome layout: the sample genome's sparse spacing (the simulator's defaults), pairs as asked
+    genome = train.stage_layout(65_536, (20_000, 45_000), "genome")
+    assert genome.distal_range == (20_000, 45_000) and genome.distal_pairs == 2
+    assert genome.promoter_every == Layout().promoter_every > 4 * long.promoter_every
+    assert train.stage_layout(2_048, (300, 1_200), "genome") == short  # short stages keep the short layout
 
 
 def test_site_sharpness_parsing():
