@@ -119,6 +119,12 @@ AFFINITY_FOOTNOTE = (
 )
 
 
+def _threads(training: dict, phases: list[dict]) -> str:
+    """The thread counts the base run and its phases ran with ("1" or "1-2")."""
+    counts = sorted({run.get("threads", 1) for run in [training, *phases]})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
 def _fine_tuning_text(training: dict) -> str:
     """The curriculum fine-tuning phases that followed the base run, if any (training_log.json's
     `fine_tuning`: one summary per phase, as train_builtin.py writes it)."""
@@ -150,7 +156,7 @@ def _fine_tuning_text(training: dict) -> str:
         "",
         "Pair-difference Pearson: predicted vs true expression difference between validation windows and "
         f"their enhancer-shuffled copies (the base run: {training.get('final_validation_pair_difference_pearson', 'not measured')}). "
-        f"All phases together: {total:.0f} min of one CPU thread each.",
+        f"All phases together: {total:.0f} min on {_threads(training, phases)} CPU thread(s) each.",
     ]
     if any("affinity_scale" not in p["arguments"] for p in [training, *phases]):
         lines += ["", AFFINITY_FOOTNOTE]

@@ -568,6 +568,10 @@ def main() -> None:
         if step + 1 in stage_ends[:-1]:
             save_checkpoint(model, args.out / f"stage-{stage_ends.index(step + 1) + 1}")
 
+    # the config's context length: the longest window this model has been trained on (here or before --init-from)
+    longest = max(kind.length for kind in schedule_kinds)
+    if (model.config.context_length or 0) < longest:
+        model.config = replace(model.config, context_length=longest)
     save_checkpoint(model, args.out)
     summary = {
         "command": " ".join(["python", "scripts/train_builtin.py", *sys.argv[1:]]),
