@@ -158,16 +158,22 @@ def stage_layout(length: int, pair_range: tuple[int, int], long_kind: str = "den
     return replace(base, distal_range=pair_range)
 
 
-def parse_stage(text: str) -> tuple[int, int, tuple[int, int]]:
-    """'STEPS:LENGTH:LO-HI' -> (steps, window length, (lo, hi) distal pair distances)."""
+def parse_stage(text: str) -> tuple[int, int, tuple[int, int], str | None]:
+    """'STEPS:LENGTH:LO-HI[:LAYOUT]' -> (steps, window length, (lo, hi) distal pair
+    distances, layout of a long stage: "dense", "genome" or None for --stage-layout)."""
     try:
-        steps, length, span = text.split(":")
+        steps, length, span, *layout = text.split(":")
         lo, hi = span.split("-")
-        stage = int(steps), int(length), (int(lo), int(hi))
+        stage = int(steps), int(length), (int(lo), int(hi)), (layout[0] if layout else None)
+        if len(layout) > 1:
+            raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"stage {text!r} is not STEPS:LENGTH:LO-HI (e.g. 200:8192:1500-6000)") from None
+        raise argparse.ArgumentTypeError(
+            f"stage {text!r} is not STEPS:LENGTH:LO-HI[:dense|genome] (e.g. 200:8192:1500-6000)") from None
     if not (stage[0] > 0 and 0 < stage[2][0] < stage[2][1] < stage[1]):
         raise argparse.ArgumentTypeError(f"stage {text!r}: need STEPS > 0 and 0 < LO < HI < LENGTH")
+    if stage[3] not in (None, "dense", "genome"):
+        raise argparse.ArgumentTypeError(f"stage {text!r}: the layout is dense or genome, not {stage[3]!r}")
     return stage
 
 
@@ -441,11 +447,12 @@ def main() -> None:
     parser.add_argument("--paired-weight", type=float, default=0.0,
                         help="weight of the counterfactual-pair loss (0: no pairs, the shipped recipe)")
     parser.add_argument("--pair-ramp", type=int, default=0, help="steps over which the pair weight rises from 0")
-    parser.add_argument("--stage", type=parse_stage, action="append", default=[], metavar="STEPS:LENGTH:LO-HI",
+    parser.add_argument("--stage", type=parse_stage, action="append", default=[], metavar="STEPS:LENGTH:LO-HI[:LAYOUT]",
                         help="curriculum stage (repeatable; replaces --steps and the short/long schedule): "
-                             "STEPS steps of paired windows of LENGTH bp whose distal pairs are LO-HI bp apart")
+                             "STEPS steps of paired windows of LENGTH bp whose distal pairs are LO-HI bp apart, "
+                             "laid out as LAYOUT (dense or genome; default --stage-layout)")
     parser.add_argument("--stage-layout", choices=["dense", "genome"], default="dense",
-                        help="element layout of curriculum stages longer than 4 kb: dense (a promoter per 5 kb) "
+                        help="element layout of curriculum stages longer than 4 kb that name none: dense (a promoter per 5 kb) "
                              "or genome (the sample genome's sparse spacing, a promoter per 25 kb)")
     parser.add_argument("--short-every", type=int, default=2,
                         help="in curriculum stages, one step in this many is a plain short batch")
@@ -521,10 +528,10 @@ def main() -> None:
     if args.stage:
         plain_short = replace(short, paired=False)  # SNV copies or Taylor targets, if any, stay
         stages = [window_kind(pilot_rng, length, max(2, args.short_length * args.short_batch // length),
-                              replace(stage_layout(length, span, args.stage_layout), **sharp), True, grammar)
-                  for _, length, span in args.stage]
+                              replace(stage_layout(length, span, layout or args.stage_layout), **sharp), True, grammar)
+                  for _, length, span, layout in args.stage]
         schedule_kinds = []
-        for (steps, _, _), kind in zip(args.stage, stages):
+        for (steps, *_), kind in zip(args.stage, stages):
             schedule_kinds += [plain_short if i % args.short_every == args.short_every - 1 else kind for i in range(steps)]
     else:
         long = window_kind(pilot_rng, args.long_length, 1, replace(long_layout(args.long_pair_max), **sharp), paired, grammar)

@@ -44,8 +44,10 @@ def test_paired_batch_is_windows_then_their_copies():
 
 
 def test_curriculum_stage_parsing_and_layout():
-    assert train.parse_stage("200:8192:1500-6000") == (200, 8_192, (1_500, 6_000))
-    for bad in ("200:8192", "x:8192:1-2", "200:8192:6000-1500", "200:4096:1000-5000", "0:8192:1-2"):
+    assert train.parse_stage("200:8192:1500-6000") == (200, 8_192, (1_500, 6_000), None)
+    assert train.parse_stage("40:65536:20000-45000:genome") == (40, 65_536, (20_000, 45_000), "genome")
+    for bad in ("200:8192", "x:8192:1-2", "200:8192:6000-1500", "200:4096:1000-5000", "0:8192:1-2",
+                "200:8192:1-2:sparse", "200:8192:1-2:genome:x"):
         try:
             train.parse_stage(bad)
         except Exception as error:  # argparse.ArgumentTypeError, shown by argparse as a usage error
