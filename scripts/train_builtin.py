@@ -141,6 +141,13 @@ def build_model(config: TrackSSMConfig, seed: int, dt_min: float = 1e-5, bc_scal
     return model
 
 
+def with_trained_context(model: TrackSSM, length: int) -> None:
+    """Raise the context length the model's config states (what pgf warns beyond) to
+    `length`, the longest window just trained on, unless an earlier phase trained longer."""
+    if (model.config.context_length or 0) < length:
+        model.config = replace(model.config, context_length=length)
+
+
 def genome_layout(length: int) -> Layout:
     """The sample genome's layout (the simulator's defaults: sparse elements, the
     spacing of real chromosomes), with a distal pair per ~40 kb of window."""
@@ -445,7 +452,7 @@ def main() -> None:
     parser.add_argument("--dt-min", type=float, default=1e-5)
     parser.add_argument("--bc-scale", type=float, default=1.0, help="scale of x_proj's B and C rows at initialisation")
     parser.add_argument("--paired-weight", type=float, default=0.0,
-                        help="weight of the counterfactual-pair loss (0: no pairs, the shipped recipe)")
+                        help="weight of the counterfactual-pair loss (0: no pairs, as in the base run)")
     parser.add_argument("--pair-ramp", type=int, default=0, help="steps over which the pair weight rises from 0")
     parser.add_argument("--stage", type=parse_stage, action="append", default=[], metavar="STEPS:LENGTH:LO-HI[:LAYOUT]",
                         help="curriculum stage (repeatable; replaces --steps and the short/long schedule): "
@@ -575,10 +582,7 @@ def main() -> None:
         if step + 1 in stage_ends[:-1]:
             save_checkpoint(model, args.out / f"stage-{stage_ends.index(step + 1) + 1}")
 
-    # the config's context length: the longest window this model has been trained on (here or before --init-from)
-    longest = max(kind.length for kind in schedule_kinds)
-    if (model.config.context_length or 0) < longest:
-        model.config = replace(model.config, context_length=longest)
+    with_trained_context(model, max(kind.length for kind in schedule_kinds))
     save_checkpoint(model, args.out)
     summary = {
         "command": " ".join(["python", "scripts/train_builtin.py", *sys.argv[1:]]),

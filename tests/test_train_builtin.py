@@ -68,6 +68,17 @@ def test_curriculum_stage_parsing_and_layout():
     assert train.stage_layout(2_048, (300, 1_200), "genome") == short  # short stages keep the short layout
 
 
+def test_checkpoint_states_the_longest_window_trained_on(tmp_path):
+    from pgf.models.registry import load_checkpoint, save_checkpoint
+
+    model = train.build_model(train.model_config(context_length=32_768, n_layer=1), seed=0)
+    train.with_trained_context(model, 16_384)  # a shorter fine-tuning phase keeps what came before
+    assert model.config.context_length == 32_768
+    train.with_trained_context(model, 65_536)
+    save_checkpoint(model, tmp_path)
+    assert load_checkpoint(tmp_path).info.context_length == 65_536
+
+
 def test_site_sharpness_parsing():
     assert train.parse_sharpness("0.5-3") == (0.5, 3.0)
     assert train.parse_sharpness("3") == (3.0, 3.0)
