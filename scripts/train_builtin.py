@@ -148,6 +148,9 @@ def with_trained_context(model: TrackSSM, length: int) -> None:
         model.config = replace(model.config, context_length=length)
 
 
+LONG_LAYOUTS = ("dense", "genome")  # element layouts of long curriculum stages (stage_layout)
+
+
 def genome_layout(length: int) -> Layout:
     """The sample genome's layout (the simulator's defaults: sparse elements, the
     spacing of real chromosomes), with a distal pair per ~40 kb of window."""
@@ -179,8 +182,8 @@ def parse_stage(text: str) -> tuple[int, int, tuple[int, int], str | None]:
             f"stage {text!r} is not STEPS:LENGTH:LO-HI[:dense|genome] (e.g. 200:8192:1500-6000)") from None
     if not (stage[0] > 0 and 0 < stage[2][0] < stage[2][1] < stage[1]):
         raise argparse.ArgumentTypeError(f"stage {text!r}: need STEPS > 0 and 0 < LO < HI < LENGTH")
-    if stage[3] not in (None, "dense", "genome"):
-        raise argparse.ArgumentTypeError(f"stage {text!r}: the layout is dense or genome, not {stage[3]!r}")
+    if stage[3] is not None and stage[3] not in LONG_LAYOUTS:
+        raise argparse.ArgumentTypeError(f"stage {text!r}: the layout is one of {', '.join(LONG_LAYOUTS)}, not {stage[3]!r}")
     return stage
 
 
@@ -458,7 +461,7 @@ def main() -> None:
                         help="curriculum stage (repeatable; replaces --steps and the short/long schedule): "
                              "STEPS steps of paired windows of LENGTH bp whose distal pairs are LO-HI bp apart, "
                              "laid out as LAYOUT (dense or genome; default --stage-layout)")
-    parser.add_argument("--stage-layout", choices=["dense", "genome"], default="dense",
+    parser.add_argument("--stage-layout", choices=LONG_LAYOUTS, default="dense",
                         help="element layout of curriculum stages longer than 4 kb that name none: dense (a promoter per 5 kb) "
                              "or genome (the sample genome's sparse spacing, a promoter per 25 kb)")
     parser.add_argument("--short-every", type=int, default=2,
