@@ -13,7 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def git_commit() -> str:
-    """HEAD's hash, with "-dirty" when the working tree has changes; "unknown" outside git."""
+    """HEAD's hash, with "-dirty" when the working tree has changes; "unknown" outside git.
+    PGF_GIT_COMMIT overrides it (a copy of the tree without .git, e.g. on a GPU machine)."""
+    if os.environ.get("PGF_GIT_COMMIT"):
+        return os.environ["PGF_GIT_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
