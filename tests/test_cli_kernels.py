@@ -8,7 +8,7 @@ import pgf.workflows.kernels as kernels_module
 from pgf.cli.app import app
 from pgf.errors import PgfUserError
 from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
-from pgf_kernels import get_kernel_backend
+from pgf_kernels import get_kernel_backend, resolve_backend
 from helpers import random_sequence, write_fasta
 
 
@@ -22,14 +22,18 @@ def genome(tmp_path_factory):
     return write_fasta(folder / "g.fa", {"chr1": random_sequence(400, seed=3)})
 
 
-def test_default_is_the_reference_until_validated_on_a_gpu():
-    assert DEFAULT_KERNELS == "reference"
+def test_default_is_auto_which_means_the_reference_on_cpu():
+    # validated on an H200 (bench/results/nvidia-h200-gpu-checks); off CUDA, auto runs the reference
+    assert DEFAULT_KERNELS == "auto"
+    x, A = torch.zeros(1, 4, 2), -torch.ones(2, 3)
+    assert resolve_backend(x, A, None, DEFAULT_KERNELS) == "reference"
 
 
 def test_triton_kernels_through_the_cli_agree_with_autograd(genome):
-    # Triton runs interpreted on CPU here (tests/conftest.py sets TRITON_INTERPRET=1 without CUDA)
+    # compiled on CUDA; interpreted on CPU otherwise (tests/conftest.py sets TRITON_INTERPRET=1 without CUDA)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     result = invoke("check", genome, "--region", "chr1:1-120", "--model", "random-test", "--kernels", "triton",
-                    "--length", "120", "--tile", "32", "--dtype", "float64", "--device", "cpu")
+                    "--length", "120", "--tile", "32", "--dtype", "float64", "--device", device)
     assert result.exit_code == 0, result.output
     assert "OK: the engines agree" in result.stdout
     assert get_kernel_backend() == "auto"  # restored after the command

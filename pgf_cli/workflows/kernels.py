@@ -9,12 +9,13 @@ import torch
 from pgf.errors import PgfUserError
 from pgf_kernels import BACKENDS, kernel_backend, triton_unavailable_reason
 
-# The Triton kernels pass their tests in Triton's CPU interpreter but have not yet been
-# compiled and run on a GPU, so the reference stays the default until the CUDA suite passes.
-DEFAULT_KERNELS = "reference"
+# "auto": the fused Triton kernels on CUDA (their test suite passes compiled on an H200, and
+# they are several times faster than the reference there: bench/results/nvidia-h200-*), the
+# PyTorch reference elsewhere and whenever parameter gradients are wanted (training).
+DEFAULT_KERNELS = "auto"
 KERNELS_HELP = (
-    "Selective-scan kernels: 'reference' (PyTorch, any device; the default), 'triton' (fused Triton kernels, "
-    "CUDA only; not yet validated on a GPU) or 'auto' (Triton on CUDA, the reference elsewhere)."
+    "Selective-scan kernels: 'auto' (the default: fused Triton kernels on CUDA, the PyTorch reference elsewhere), "
+    "'reference' (PyTorch, any device) or 'triton' (Triton, CUDA only)."
 )
 
 
