@@ -120,11 +120,12 @@ class AdjointEngine(Engine):
                 starts.append(layer_starts)
 
             # the target and its cotangent at the last stream, tile by tile; each tile of the
-            # stream is read once, so its cotangent overwrites it in place
+            # stream is read once, so its cotangent overwrites it in place (and no other name
+            # may keep it: held through the reverse sweep it would be one more L x width tensor)
             values = torch.zeros(batch, dtype=stream.dtype, device=device)
-            cotangent = stream
+            cotangent, stream = stream, None
             for s, e in tiles:
-                x_tile = stream[:, s:e].clone().requires_grad_(True)
+                x_tile = cotangent[:, s:e].clone().requires_grad_(True)
                 with torch.enable_grad():
                     contribution = target.contributions(model.head(x_tile), onehot, region_starts, offset=s).sum(dim=1)
                     total = contribution.sum()
