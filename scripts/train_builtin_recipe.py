@@ -1,0 +1,110 @@
+"""Train the built-in model with one command: the phases of a recipe, each a
+`scripts/train_builtin.py` run started from the previous phase's checkpoint.
+
+    python scripts/train_builtin_recipe.py configs/builtin_recipe.json --out runs/recipe
+
+A recipe is JSON: {"threads": 2, "phases": [{"name": "base", "args": ["--steps", "700"]},
+{"name": "curriculum", "args": [...]}, ...]}. Phase k trains into OUT/<name> from
+OUT/<name of phase k-1> (`--init-from` is added; the first phase starts fresh), with
+`--threads` from the recipe unless the phase sets its own. A phase whose checkpoint and
+training log are already there is kept, so a stopped run resumes where it stopped.
+OUT/recipe_log.json lists every phase's command and wall seconds, and their sum; the model is
+the last phase's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TRAIN = Path(__file__).resolve().parent / "train_builtin.py"
+
+
+def load_recipe(path: Path) -> dict:
+    """The recipe, checked: named phases with argument lists, no --out or --init-from of their own."""
+    try:
+        recipe = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"error: cannot read recipe {path}: {error}")
+    phases = recipe.get("phases")
+    if not isinstance(phases, list) or not phases:
+        raise SystemExit(f"error: recipe {path} has no 'phases' list")
+    names = [phase.get("name") for phase in phases]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        raise SystemExit(f"error: recipe {path}: every phase needs its own non-empty 'name'")
+    for phase in phases:
+        args = phase.get("args", [])
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise SystemExit(f"error: recipe {path}: phase {phase['name']!r} 'args' must be a list of strings")
+        if {"--out", "--init-from"} & set(args):
+            raise SystemExit(f"error: recipe {path}: phase {phase['name']!r} sets --out or --init-from; the recipe chains them")
+    return recipe
+
+
+def phase_commands(recipe: dict, out: Path) -> list[tuple[str, Path, list[str]]]:
+    """(name, output folder, train_builtin.py arguments) of every phase, in order."""
+    commands, previous = [], None
+    for phase in recipe["phases"]:
+        folder = out / phase["name"]
+        args = ["--out", str(folder)]
+        if previous is not None:
+            args += ["--init-from", str(previous)]
+        if "--threads" not in phase.get("args", []) and "threads" in recipe:
+            args += ["--threads", str(recipe["threads"])]
+        commands.append((phase["name"], folder, args + list(phase.get("args", []))))
+        previous = folder
+    return commands
+
+
+def finished(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() and (folder / "training_log.json").is_file()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("runs/recipe"))
+    parser.add_argument("--dry-run", action="store_true", help="print the phases' commands and stop")
+    args = parser.parse_args()
+    recipe = load_recipe(args.recipe)
+    commands = phase_commands(recipe, args.out)
+    if args.dry_run:
+        for _, _, phase_args in commands:
+            print(" ".join(["python", "scripts/train_builtin.py", *phase_args]))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "recipe_log.json"
+    earlier = {p["name"]: p for p in json.loads(log_path.read_text())["phases"]} if log_path.is_file() else {}
+    log = {"recipe": str(args.recipe), "phases": []}
+    for name, folder, phase_args in commands:
+        entry = {"name": name, "command": " ".join(["python", "scripts/train_builtin.py", *phase_args])}
+        if finished(folder):
+            entry["kept"] = True
+            if "seconds" in earlier.get(name, {}):
+                entry["seconds"] = earlier[name]["seconds"]
+            print(f"phase {name}: kept {folder} (already trained)", flush=True)
+        else:
+            print(f"phase {name}: {entry['command']}", flush=True)
+            began = time.perf_counter()
+            done = subprocess.run([sys.executable, str(TRAIN), *phase_args])
+            if done.returncode != 0:
+                raise SystemExit(f"error: phase {name} failed (exit {done.returncode}); rerun to resume from it")
+            entry["seconds"] = round(time.perf_counter() - began, 1)
+        entry["train_seconds"] = json.loads((folder / "training_log.json").read_text())["train_seconds"]
+        log["phases"].append(entry)
+    # wall time of every phase (process start and data set-up included), also of phases a
+    # resumed run kept; null when a kept phase's time is unknown
+    timed = [p.get("seconds") for p in log["phases"]]
+    log["seconds"] = round(sum(timed), 1) if None not in timed else None
+    log["model"] = str(commands[-1][1])
+    log_path.write_text(json.dumps(log, indent=1) + "\n")
+    took = f"{log['seconds'] / 60:.1f} min of training" if log["seconds"] is not None else "unknown time (kept phases)"
+    print(f"trained {log['model']}: {took}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
