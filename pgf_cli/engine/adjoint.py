@@ -63,6 +63,45 @@ def pointwise_vjp(
     return result
 
 
+def sweep_order(scan: Scan, tiles: Tiles) -> Tiles:
+    """The tiles in the order the scan visits them: right to left for anti-causal scans."""
+    return list(reversed(tiles)) if scan.reverse else list(tiles)
+
+
+def layer_sweep(
+    layer: TiledLayer,
+    x: torch.Tensor,
+    tiles: Tiles,
+    visit: Callable[[int, int, tuple[int, int], ScanState], None] | None = None,
+) -> torch.Tensor:
+    """One layer over the whole stream, each scan swept tile by tile from its zero state.
+
+    Additive layers accumulate every scan into one output buffer (two L x width tensors
+    live: input and output); others keep each scan's contribution for their pointwise
+    combine. visit(scan number, tile number in sweep order, tile, state) sees the state
+    each tile starts from.
+    """
+    additive = layer.strategy == "add"
+    output = map_tiles(layer.skip, x, tiles) if additive else None
+    contributions = []
+    for number, scan in enumerate(layer.scans):
+        state = scan.zero_state(x.shape[0], x)
+        contribution = None
+        for index, (s, e) in enumerate(sweep_order(scan, tiles)):
+            if visit is not None:
+                visit(number, index, (s, e), state)
+            out, state = scan.tile(x[:, s:e], state)
+            if additive:
+                output[:, s:e] += out
+            else:
+                if contribution is None:
+                    contribution = out.new_empty(out.shape[0], x.shape[1], *out.shape[2:])
+                contribution[:, s:e] = out
+        if not additive:
+            contributions.append(contribution)
+    return output if additive else layer.combine(x, contributions)
+
+
 class _Counter:
     def __init__(self, progress: Progress | None, total: int):
         self.progress, self.total, self.done = progress, total, 0
@@ -143,38 +182,22 @@ class AdjointEngine(Engine):
                 counter.step()
         return GradientResult(gradient=gradient, target_value=values)
 
-    @staticmethod
-    def _sweep_order(scan: Scan, tiles: Tiles) -> Tiles:
-        return list(reversed(tiles)) if scan.reverse else list(tiles)
-
     def _layer_forward(self, layer: TiledLayer, x: torch.Tensor, tiles: Tiles, counter: _Counter):
         """The layer's output stream, and each scan's state at the start of each tile it visits."""
-        additive = layer.strategy == "add"
-        output = map_tiles(layer.skip, x, tiles) if additive else None
-        contributions, layer_starts = [], []
-        for scan in layer.scans:
-            buffer = None if additive else []
-            state = scan.zero_state(x.shape[0], x)
-            # one preallocated buffer per state part: thousands of small long-lived tensors
-            # interleaved with each tile's large temporaries would fragment the heap
-            saved = tuple(self._store(t.new_empty(len(tiles), *t.shape)) for t in state)
-            scan_starts: dict[tuple[int, int], ScanState] = {}
-            for index, (s, e) in enumerate(self._sweep_order(scan, tiles)):
-                for buffer_part, part in zip(saved, state):
-                    buffer_part[index].copy_(part)
-                scan_starts[(s, e)] = tuple(buffer_part[index] for buffer_part in saved)
-                out, state = scan.tile(x[:, s:e], state)
-                if additive:
-                    output[:, s:e] += out
-                else:
-                    buffer.append((s, out))
-                counter.step()
-            layer_starts.append(scan_starts)
-            if not additive:
-                contributions.append(torch.cat([out for _, out in sorted(buffer, key=lambda item: item[0])], dim=1))
-        if not additive:
-            output = layer.combine(x, contributions)
-        return output, layer_starts
+        layer_starts: list[dict[tuple[int, int], ScanState]] = [{} for _ in layer.scans]
+        saved: dict[int, tuple[torch.Tensor, ...]] = {}
+
+        def keep(number: int, index: int, span: tuple[int, int], state: ScanState) -> None:
+            if index == 0:
+                # one preallocated buffer per state part: thousands of small long-lived tensors
+                # interleaved with each tile's large temporaries would fragment the heap
+                saved[number] = tuple(self._store(t.new_empty(len(tiles), *t.shape)) for t in state)
+            for buffer_part, part in zip(saved[number], state):
+                buffer_part[index].copy_(part)
+            layer_starts[number][span] = tuple(buffer_part[index] for buffer_part in saved[number])
+            counter.step()
+
+        return layer_sweep(layer, x, tiles, visit=keep), layer_starts
 
     def _scan_outputs(self, scan: Scan, x: torch.Tensor, starts: dict, tiles: Tiles) -> torch.Tensor:
         """Recompute one scan's contribution from its saved tile-start states."""
@@ -224,7 +247,7 @@ class AdjointEngine(Engine):
     ) -> None:
         """Add the scan's pull-back to x_bar, visiting tiles against the scan's direction."""
         state_bar = None
-        for s, e in reversed(self._sweep_order(scan, tiles)):
+        for s, e in reversed(sweep_order(scan, tiles)):
             x_tile = x[:, s:e].detach().requires_grad_(True)
             state = tuple(t.to(x.device).detach().requires_grad_(True) for t in scan_starts[(s, e)])
             with torch.enable_grad():

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from pgf.engine.adjoint import DEFAULT_TILE, map_tiles
+from pgf.engine.adjoint import DEFAULT_TILE, layer_sweep, map_tiles
 from pgf.engine.base import tile_spans
 from pgf.engine.tangent import OutputFunction
 from pgf.models.base import SequenceModel
-from pgf.models.layered import TiledLayer
 
 
 def forward_sweep(model: SequenceModel, onehot: torch.Tensor, output: OutputFunction, tile: int | None = None,
@@ -33,7 +32,7 @@ def forward_sweep(model: SequenceModel, onehot: torch.Tensor, output: OutputFunc
     with torch.no_grad():
         stream = map_tiles(model.embed, onehot, tiles)
         for layer in layers:
-            stream = _layer_output(layer, stream, tiles)
+            stream = layer_sweep(layer, stream, tiles)
         result = None
         for s, e in tiles:
             out = output(model.head(stream[:, s:e]), reference, s)
@@ -41,29 +40,6 @@ def forward_sweep(model: SequenceModel, onehot: torch.Tensor, output: OutputFunc
                 result = out.new_empty(out.shape[0], L, *out.shape[2:])
             result[:, s:e] = out
     return result
-
-
-def _layer_output(layer: TiledLayer, x: torch.Tensor, tiles: list[tuple[int, int]]) -> torch.Tensor:
-    """One layer over the whole stream. Additive layers accumulate every scan into one output
-    buffer (two L x width tensors live, not one per scan); others keep each scan's contribution
-    for their pointwise combine."""
-    additive = layer.strategy == "add"
-    output = map_tiles(layer.skip, x, tiles) if additive else None
-    contributions = []
-    for scan in layer.scans:
-        state = scan.zero_state(x.shape[0], x)
-        contribution = None
-        for s, e in (reversed(tiles) if scan.reverse else tiles):
-            out, state = scan.tile(x[:, s:e], state)
-            if additive:
-                output[:, s:e] += out
-            else:
-                if contribution is None:
-                    contribution = out.new_empty(out.shape[0], x.shape[1], *out.shape[2:])
-                contribution[:, s:e] = out
-        if not additive:
-            contributions.append(contribution)
-    return output if additive else layer.combine(x, contributions)
 
 
 def _stream_causal(model, layers, onehot, output, tiles, reference) -> torch.Tensor:
