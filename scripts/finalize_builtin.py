@@ -163,6 +163,16 @@ def _fine_tuning_text(training: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _recipe_text(training: dict) -> str:
+    """How to retrain the model with one command, when it came from scripts/train_builtin_recipe.py."""
+    recipe = training.get("recipe")
+    if not recipe:
+        return ""
+    minutes = f"{recipe['wall_seconds'] / 60:.1f} min" if recipe.get("wall_seconds") else "an unknown time"
+    return (f"One command trains it, every phase below in turn: `{recipe['command']}` "
+            f"({len(recipe['phases'])} phases, {minutes} of wall time on the machine it ran on).\n\n")
+
+
 def render_card(config: dict, training: dict, evaluation: dict) -> str:
     """MODEL_CARD.md from the three JSON files (nothing else)."""
     args = training["arguments"]
@@ -231,7 +241,7 @@ every ~{long.enhancer_every:,.0f} and ~{long.insulator_every:,.0f} bp) with two 
 {long.distal_range[0]:,}-{long.distal_range[1]:,} bp apart (nothing between them, a CTCF site 1-3 kb beyond the promoter).
 
 ## Training
-{_command(training)} (seed {training['seed']}, {args['steps']} steps, AdamW lr {args['lr']} with
+{_recipe_text(training)}{_command(training)} (seed {training['seed']}, {args['steps']} steps, AdamW lr {args['lr']} with
 warm-up and cosine decay, loss = per-channel MSE / channel variance{_paired_text(args)}), torch {training['torch']},
 {training['threads']} thread(s): {training['train_seconds'] / 60:.1f} min on the CPU it ran on.{(' ' + training['note'][0].upper() + training['note'][1:] + '.') if training.get('note') else ''}
 

@@ -8,14 +8,17 @@ A recipe is JSON: {"threads": 2, "phases": [{"name": "base", "args": ["--steps",
 OUT/<name of phase k-1> (`--init-from` is added; the first phase starts fresh), with
 `--threads` from the recipe unless the phase sets its own. A phase whose checkpoint and
 training log are already there is kept, so a stopped run resumes where it stopped.
-OUT/recipe_log.json lists every phase's command and wall seconds, and their sum; the model is
-the last phase's folder.
+OUT/recipe_log.json lists every phase's command and wall seconds, and their sum. The model
+goes to OUT/model: the last phase's weights and config with one training log for all phases
+(the first phase's, the later ones under `fine_tuning`), the layout of the shipped model's
+folder, ready for bench/evaluate_builtin.py and scripts/finalize_builtin.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +67,23 @@ def finished(folder: Path) -> bool:
     return (folder / "model.safetensors").is_file() and (folder / "training_log.json").is_file()
 
 
+def write_model_folder(out: Path, commands: list[tuple[str, Path, list[str]]], log: dict) -> Path:
+    """OUT/model: the last phase's config.json and model.safetensors, and a training_log.json
+    that is the first phase's summary with every later phase's under `fine_tuning` and the
+    recipe's command and wall time under `recipe`."""
+    folder = out / "model"
+    folder.mkdir(exist_ok=True)
+    last = commands[-1][1]
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(last / name, folder / name)
+    first, *later = [json.loads((phase_folder / "training_log.json").read_text()) for _, phase_folder, _ in commands]
+    first["fine_tuning"] = later
+    first["recipe"] = {"command": f"python scripts/train_builtin_recipe.py {log['recipe']} --out {out}",
+                       "phases": [p["name"] for p in log["phases"]], "wall_seconds": log["seconds"]}
+    (folder / "training_log.json").write_text(json.dumps(first) + "\n")
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", type=Path)
@@ -100,7 +120,7 @@ def main() -> None:
     # resumed run kept; null when a kept phase's time is unknown
     timed = [p.get("seconds") for p in log["phases"]]
     log["seconds"] = round(sum(timed), 1) if None not in timed else None
-    log["model"] = str(commands[-1][1])
+    log["model"] = str(write_model_folder(args.out, commands, log))
     log_path.write_text(json.dumps(log, indent=1) + "\n")
     took = f"{log['seconds'] / 60:.1f} min of training" if log["seconds"] is not None else "unknown time (kept phases)"
     print(f"trained {log['model']}: {took}", flush=True)

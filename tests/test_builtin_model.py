@@ -47,6 +47,18 @@ def test_model_card_is_rendered_from_the_evaluation():
     assert evaluation["checksum"] == load_model("builtin").info.checksum
 
 
+def test_model_card_names_the_one_command_recipe_when_there_was_one():
+    finalize = load_script("finalize_builtin")
+    config = json.loads((BUILTIN_DIR / "config.json").read_text())
+    training = json.loads((BUILTIN_DIR / "training_log.json").read_text())
+    evaluation = json.loads((BUILTIN_DIR / "evaluation.json").read_text())
+    recipe = {"command": "python scripts/train_builtin_recipe.py r.json --out runs/r", "phases": ["a", "b"],
+              "wall_seconds": 3000.0}
+    card = finalize.render_card(config, {**training, "recipe": recipe}, evaluation)
+    assert "One command trains it" not in finalize.render_card(config, {**training, "recipe": None}, evaluation)
+    assert f"`{recipe['command']}` (2 phases, 50.0 min of wall time" in card
+
+
 def test_builtin_files_are_package_data():
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["pgf.models"]
     shipped = sorted(p.name for p in BUILTIN_DIR.iterdir() if p.is_file())

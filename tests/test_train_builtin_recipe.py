@@ -51,9 +51,14 @@ def test_a_small_recipe_trains_both_phases_and_a_rerun_keeps_them(tmp_path):
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
     log = json.loads((out / "recipe_log.json").read_text())
     assert [p["name"] for p in log["phases"]] == ["first", "second"]
-    assert log["model"] == str(out / "second") and (out / "second" / "model.safetensors").is_file()
+    assert log["model"] == str(out / "model")
+    assert (out / "model" / "model.safetensors").read_bytes() == (out / "second" / "model.safetensors").read_bytes()
+    assert (out / "model" / "config.json").read_text() == (out / "second" / "config.json").read_text()
     second = json.loads((out / "second" / "training_log.json").read_text())
     assert second["arguments"]["init_from"] == str(out / "first")
+    combined = json.loads((out / "model" / "training_log.json").read_text())
+    assert combined["arguments"]["steps"] == 2 and [p["arguments"]["steps"] for p in combined["fine_tuning"]] == [1]
+    assert combined["recipe"]["phases"] == ["first", "second"] and combined["recipe"]["wall_seconds"] == log["seconds"]
     assert log["seconds"] == pytest.approx(sum(p["seconds"] for p in log["phases"]), abs=0.2) and log["seconds"] > 0
 
     again = subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
