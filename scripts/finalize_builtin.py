@@ -125,6 +125,14 @@ def _threads(training: dict, phases: list[dict]) -> str:
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
+def _short_every(phases: list[dict]) -> str:
+    """'2', or '2 (phase 1), 3 (phase 2)' when the phases differ in --short-every."""
+    values = [p["arguments"]["short_every"] for p in phases]
+    if len(set(values)) == 1:
+        return str(values[0])
+    return ", ".join(f"{v} (phase {i})" for i, v in enumerate(values, 1))
+
+
 def _fine_tuning_text(training: dict) -> str:
     """The curriculum fine-tuning phases that followed the base run, if any (training_log.json's
     `fine_tuning`: one summary per phase, as train_builtin.py writes it)."""
@@ -139,8 +147,12 @@ def _fine_tuning_text(training: dict) -> str:
         "difference between the two (over its variance) is added to the loss; only the path from the",
         "enhancers to the promoter can produce that difference. Each `--stage STEPS:LENGTH:LO-HI` trains on",
         "windows of LENGTH bp whose distal pairs lie LO-HI bp apart, one step in "
-        f"{phases[0]['arguments']['short_every']} being a plain short batch,",
-        "so the distance over which enhancers are read grows stage by stage:",
+        f"{_short_every(phases)} being a plain short batch,",
+        "so the distance over which enhancers are read grows stage by stage"
+        + ("" if not any(p["arguments"].get("taylor_weight") for p in phases) else
+           "; phases with `--taylor-weight W` also train the model's first-order SNV effects on a 200-bp "
+           "readout (its input gradient) toward the truth's, W x their MSE over its variance (double backward), "
+           "and a stage ending in `:genome` uses the sample genome's sparse element spacing") + ":",
         "",
     ]
     rows = [["phase", "command", "minutes", "final validation Pearson", "pair-difference Pearson"]]

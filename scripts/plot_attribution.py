@@ -36,6 +36,21 @@ def read_region(path: Path) -> tuple[str, int, int, np.ndarray]:
         return str(attrs["chrom"]), int(attrs["start"]), int(attrs["end"]), np.abs(group["score"][()])
 
 
+def element_summary(element, scores: np.ndarray, start: int, in_motif: np.ndarray) -> str:
+    """How one planted element stands out of the region's abs(input x gradient): its best
+    base's rank, its bases in the region's top 1%, and its best base over the median base."""
+    lo, hi = max(element.start, start) - start, min(element.end - start, len(scores))
+    order = np.argsort(-scores, kind="stable")
+    rank = np.empty(len(scores), dtype=np.int64)
+    rank[order] = np.arange(1, len(scores) + 1)
+    top = rank[lo:hi] <= max(1, len(scores) // 100)
+    median = float(np.median(scores))
+    ratio = f"{scores[lo:hi].max() / median:,.0f}x the median base" if median > 0 else "median base is 0"
+    return (f"{element.name} ({element.role}): best base ranks {rank[lo:hi].min():,} of {len(scores):,}; "
+            f"{int(top.sum())} of its bases in the top 1% ({int((top & in_motif[lo:hi]).sum())} in planted motifs); "
+            f"best base {ratio}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("h5", type=Path)
@@ -89,6 +104,8 @@ def main() -> None:
         ax.set_xlim(lo, hi)
         ax.set_title(f"{element.name} ({element.role}); orange: planted motif bases", fontsize=9)
         ax.set_ylabel("abs(input x gradient)")
+    for element in zooms:
+        print(element_summary(element, scores, start, in_motif))
     figure.tight_layout()
     args.png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.png, dpi=110)

@@ -7,8 +7,9 @@ genome so that each window teaches something. Short windows (motifs, local
 effects) throughout; from `--long-start` on, one step in `--long-every` is a
 long window with promoter-enhancer pairs up to `--long-pair-max` bp apart (the
 long-range rule). Loss: per-channel MSE divided by the channel's variance in
-that kind of window. Deterministic for a seed on one machine; the defaults are
-the recipe of the shipped model.
+that kind of window. Deterministic for a seed on one machine. The shipped model
+is three runs of this script, a base run and two fine-tuning phases, chained by
+`python scripts/train_builtin_recipe.py configs/builtin_recipe_fast.json --out DIR`.
 
 Experimental (`--paired-weight W > 0`): every window comes with a counterfactual
 copy in which one enhancer (or, half the time, every enhancer) is shuffled and
@@ -45,11 +46,11 @@ input gradient) to match the truth's (pgf.sim.grammar.first_order_snv_effects): 
 simulator knows the derivative of its truth, so the gradient is trained directly
 (Sobolev training, by double backward): attributions are gradients, and a model whose
 gradient follows the truth's gives first-order ISM estimates that track exact ISM as
-the truth's own do. Tried, not used by the shipped model: it raised Taylor-ISM on
-simulated windows (0.746 -> 0.799) but lowered 200-kb expression Pearson (0.783 -> 0.639)
-(same file).
+the truth's own do. Alone it raised Taylor-ISM on simulated windows (0.746 -> 0.799)
+but lowered 200-kb expression Pearson (0.783 -> 0.639) (same file); the shipped model's
+last phase uses it between paired 64-kb windows, which keep long-range expression.
 
-    python scripts/train_builtin.py            # ~1 h on one CPU thread
+    python scripts/train_builtin.py            # a base run with the defaults (1,500 steps)
     python scripts/train_builtin.py --out DIR --steps 20 --long-start 10   # quick try
 
 Writes DIR/config.json, DIR/model.safetensors and DIR/training_log.json.
