@@ -175,6 +175,15 @@ def _fine_tuning_text(training: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ran_on(training: dict) -> str:
+    """'2 thread(s): 35.2 min on the CPU it ran on', or the GPU's name for a GPU run."""
+    minutes = f"{training['train_seconds'] / 60:.1f} min"
+    device = training.get("device", "cpu")
+    if device == "cpu":
+        return f"{training['threads']} thread(s): {minutes} on the CPU it ran on"
+    return f"on a GPU ({device}): {minutes}"
+
+
 def _recipe_text(training: dict) -> str:
     """How to retrain the model with one command, when it came from scripts/train_builtin_recipe.py."""
     recipe = training.get("recipe")
@@ -255,7 +264,7 @@ every ~{long.enhancer_every:,.0f} and ~{long.insulator_every:,.0f} bp) with two 
 ## Training
 {_recipe_text(training)}{_command(training)} (seed {training['seed']}, {args['steps']} steps, AdamW lr {args['lr']} with
 warm-up and cosine decay, loss = per-channel MSE / channel variance{_paired_text(args)}), torch {training['torch']},
-{training['threads']} thread(s): {training['train_seconds'] / 60:.1f} min on the CPU it ran on.{(' ' + training['note'][0].upper() + training['note'][1:] + '.') if training.get('note') else ''}
+{_ran_on(training)}.{(' ' + training['note'][0].upper() + training['note'][1:] + '.') if training.get('note') else ''}
 
 {_table([["step", "loss", "validation Pearson (expression, accessibility)"]] + [[str(e['step']), str(e['loss']), ", ".join(map(str, e['validation_pearson']))] for e in checkpoints])}
 {_fine_tuning_text(training)}

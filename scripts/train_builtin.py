@@ -53,6 +53,9 @@ last phase uses it between paired 64-kb windows, which keep long-range expressio
     python scripts/train_builtin.py            # a base run with the defaults (1,500 steps)
     python scripts/train_builtin.py --out DIR --steps 20 --long-start 10   # quick try
 
+Trains on the GPU when torch sees one (`--device auto`, the default; `--device cpu` to
+keep to the CPU); simulating the data stays on the CPU (`--threads`).
+
 Writes DIR/config.json, DIR/model.safetensors and DIR/training_log.json.
 """
 
@@ -319,10 +322,14 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-30))
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def evaluate(model: TrackSSM, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
     """Per-channel Pearson r over all positions of the validation chromosomes."""
     with torch.no_grad():
-        predictions = [model(x)["track"] for x, _ in batches]
+        predictions = [model(x.to(model_device(model)))["track"].cpu() for x, _ in batches]
     return [
         pearson(torch.cat([p[..., c] for p in predictions]), torch.cat([y[..., c] for _, y in batches]))
         for c in range(len(CHANNELS))
@@ -386,11 +393,13 @@ def step_loss(
     `taylor_weight` x the MSE between the model's first-order SNV effects on each window's
     readout (g[alt] - g[ref], g its input gradient) and the truth's, over their variance
     (training through the input gradient: double backward)."""
+    device = model_device(model)
+    scale = kind.scale.to(device)
     if kind.taylor_scale:
-        x, y, mask, effects = make_taylor_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar)
+        x, y, mask, effects = (t.to(device) for t in make_taylor_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar))
         x.requires_grad_(taylor_weight > 0)
         prediction = model(x)["track"]
-        loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / kind.scale).mean()
+        loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / scale).mean()
         if taylor_weight > 0:
             (gradient,) = torch.autograd.grad((prediction * mask).sum(), x, create_graph=True)
             model_effects = gradient - (gradient * x).sum(dim=-1, keepdim=True)
@@ -402,16 +411,17 @@ def step_loss(
         x, y = make_snv_batch(rng, kind.length, max(1, kind.batch // 2), kind.snvs, kind.layout, kind.grammar)
     else:
         x, y = make_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar)
+    x, y = x.to(device), y.to(device)
     prediction = model(x)["track"]
-    loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / kind.scale).mean()
+    loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / scale).mean()
     if kind.paired and paired_weight > 0:
         half = len(x) // 2
         difference_error = (prediction[:half, :, 0] - prediction[half:, :, 0]) - (y[:half, :, 0] - y[half:, :, 0])
-        loss = loss + paired_weight * (difference_error**2).mean() / kind.difference_scale
+        loss = loss + paired_weight * (difference_error**2).mean() / kind.difference_scale.to(device)
     if kind.snvs and snv_weight > 0:
         half = len(x) // 2
         difference_error = (prediction[:half] - prediction[half:]) - (y[:half] - y[half:])
-        loss = loss + snv_weight * ((difference_error**2).mean(dim=(0, 1)) / kind.snv_difference_scale).mean()
+        loss = loss + snv_weight * ((difference_error**2).mean(dim=(0, 1)) / kind.snv_difference_scale.to(device)).mean()
     return loss
 
 
@@ -423,7 +433,7 @@ def _pair_differences(
     predicted, true = [], []
     with torch.no_grad():
         for x, y in pairs:
-            track = model(x)["track"]
+            track = model(x.to(model_device(model)))["track"].cpu()
             half = len(x) // 2
             predicted.append(track[:half] - track[half:])
             true.append(y[:half] - y[half:])
@@ -497,13 +507,18 @@ def main() -> None:
                         help="plain short batches also match the truth's first-order effect of every SNV on a "
                              "200-bp readout around an element (the model's input gradient, trained by double "
                              "backward: 2.5 s against 0.9 s for a plain 4 x 2-kb step on the 2-core VM), with weight W (0: off)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (also for simulating data on a GPU run)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the model trains: auto = the GPU when torch sees one (not bit-identical to a CPU run)")
     parser.add_argument("--validate-every", type=int, default=100)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     torch.set_flush_denormal(True)  # stiff decays underflow; denormal arithmetic is ~100x slower on x86
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU (install a CUDA build of torch, or use --device cpu)")
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
     if args.init_from is not None:
         torch.manual_seed(args.seed)
         model = load_checkpoint(args.init_from).model.float().train()
@@ -551,6 +566,7 @@ def main() -> None:
             for step in range(args.steps)
         ]
 
+    model = model.to(device)
     # step sizes (dt_proj) and decay rates (A_log) can be given a larger learning rate: a
     # channel that carries an enhancer tens of kb must learn to write (dt spike) at enhancers only
     timescale, rest = [], []
@@ -594,6 +610,7 @@ def main() -> None:
         "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "torch": torch.__version__,
         "threads": args.threads,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "train_seconds": round(time.perf_counter() - started, 1),
         "final_validation_pearson": dict(zip(CHANNELS, log[-1]["validation_pearson"])),
         "final_validation_pair_difference_pearson": log[-1]["validation_pair_difference_pearson"],

@@ -57,6 +57,9 @@ def test_model_card_names_the_one_command_recipe_when_there_was_one():
     card = finalize.render_card(config, {**training, "recipe": recipe}, evaluation)
     assert "One command trains it" not in finalize.render_card(config, {**training, "recipe": None}, evaluation)
     assert f"`{recipe['command']}` (2 phases, 50.0 min of wall time" in card
+    assert "on the CPU it ran on" in card
+    gpu_card = finalize.render_card(config, {**training, "device": "NVIDIA H200"}, evaluation)
+    assert "on a GPU (NVIDIA H200)" in gpu_card
 
 
 def test_builtin_files_are_package_data():

@@ -149,3 +149,38 @@ def test_taylor_kind_trains_the_input_gradient_toward_the_truths_snv_effects():
         gradients.append(model.layers[0].mixer.mamba_fwd.in_proj.weight.grad.clone())
     assert losses[1] > losses[0] and losses[2] == pytest.approx(2 * losses[1] - losses[0], rel=1e-5)
     assert not torch.allclose(gradients[0], gradients[1])
+
+
+TINY_RUN = ["--steps", "2", "--layers", "1", "--short-length", "1024", "--short-batch", "1", "--long-length", "8192",
+            "--long-pair-max", "7000", "--long-start", "1", "--long-every", "1", "--validate-every", "2"]
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_a_tiny_run_trains_on_the_chosen_device_and_saves_a_cpu_checkpoint(tmp_path, device):
+    import json
+    import subprocess
+    import sys
+
+    from pgf.models.registry import load_checkpoint
+
+    done = subprocess.run([sys.executable, str(train.__file__), "--out", str(tmp_path), "--device", device, *TINY_RUN],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = json.loads((tmp_path / "training_log.json").read_text())
+    assert (log["device"] == "cpu") == (device == "cpu")
+    assert [entry["window"] for entry in log["log"]] == [1024, 8192]
+    assert all(np.isfinite(entry["loss"]) for entry in log["log"])
+    model = load_checkpoint(tmp_path).model
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_asking_for_cuda_without_a_gpu_is_refused_with_the_reason(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(train.__file__), "--out", str(tmp_path), "--device", "cuda", *TINY_RUN],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "torch sees no CUDA GPU" in done.stderr
+    assert not (tmp_path / "model.safetensors").exists()

@@ -64,7 +64,7 @@ def save_checkpoint(model: TrackSSM, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tied = model.tied_parameter_names()
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in tied}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in tied}
     safetensors.torch.save_file(state, str(directory / "model.safetensors"))
     (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
 
