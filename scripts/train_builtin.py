@@ -323,6 +323,7 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's parameters live (training batches and validation inputs go there)."""
     return next(model.parameters()).device
 
 
