@@ -1,4 +1,4 @@
-"""Write pgf_cli/sim/motifs.json: the JASPAR matrices the simulator plants.
+"""Write pgf_cli/pgf/sim/motifs.json: the JASPAR matrices the simulator plants.
 
 Run once by a developer (needs `pip install pyjaspar`, a 57 MB wheel that is
 not a dependency of pgf); the JSON it writes is committed, so simulation and
@@ -15,7 +15,7 @@ from pathlib import Path
 from pyjaspar import jaspardb
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "pgf_cli" / "sim" / "motifs.json"
+OUT = ROOT / "pgf_cli" / "pgf" / "sim" / "motifs.json"
 
 # JASPAR matrix id -> role in the simulated grammar
 # JASPAR matrix id -> role in the simulated grammar. Long matrices (12-20 bp) on purpose:

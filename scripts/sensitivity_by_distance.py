@@ -1,6 +1,6 @@
 """How far a built-in candidate looks: mean |d expression(centre) / d one-hot| by distance.
 
-    python scripts/sensitivity_by_distance.py pgf_cli/models/builtin
+    python scripts/sensitivity_by_distance.py pgf_cli/pgf/models/builtin
     python scripts/sensitivity_by_distance.py --fresh            # the training script's initialisation
 
 Averages over a few random windows (centre = a promoter of a simulated chromosome

@@ -88,7 +88,7 @@ from pgf.sim.grammar import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "pgf_cli" / "models" / "builtin"
+DEFAULT_OUT = ROOT / "pgf_cli" / "pgf" / "models" / "builtin"
 
 def keep_freed_memory() -> None:
     """Make glibc malloc keep freed memory for reuse instead of returning it to the OS.

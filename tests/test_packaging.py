@@ -3,22 +3,25 @@
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_package_is_listed_in_pyproject():
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    listed = set(config["packages"])
-    mapping = config["package-dir"]
-    found = set()
-    for name, folder in mapping.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT / folder)
-            found.add(".".join([name, *relative.parts]))
-    assert found == listed
+def test_module_paths_are_import_paths():
+    """src-style: every module of pgf and pgf_kernels lives at <source folder>/<import path>.py."""
+    import importlib
+
+    for package, folder in (("pgf", "pgf_cli"), ("pgf_kernels", "kernels")):
+        files = sorted((ROOT / folder / package).rglob("*.py"))
+        assert files
+        for path in files:
+            relative = path.relative_to(ROOT / folder).with_suffix("")
+            parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+            if relative.parts[-1] == "__main__":
+                continue
+            module = importlib.import_module(".".join(parts))
+            assert Path(module.__file__).resolve() == path.resolve(), module.__name__
 
 
 def readme_commands():
@@ -45,7 +48,7 @@ def test_readme_sample_files_exist():
 def test_kernels_install_under_their_own_name():
     import pgf_kernels
 
-    assert Path(pgf_kernels.__file__).resolve().parent == ROOT / "kernels"
+    assert Path(pgf_kernels.__file__).resolve().parent == ROOT / "kernels" / "pgf_kernels"
     out = subprocess.run(
         [sys.executable, "-c", "import pgf, sys; print('kernels' in sys.modules)"],
         capture_output=True, text=True, check=True,
@@ -64,7 +67,7 @@ def test_wheel_ships_the_builtin_model_and_the_motifs(tmp_path):
         subprocess.run(command, check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("pgf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"pgf/models/builtin/{p.name}" for p in (ROOT / "pgf_cli" / "models" / "builtin").iterdir() if p.is_file()}
+    shipped = {f"pgf/models/builtin/{p.name}" for p in (ROOT / "pgf_cli" / "pgf" / "models" / "builtin").iterdir() if p.is_file()}
     assert "pgf/models/builtin/model.safetensors" in shipped
     assert shipped <= names
     assert "pgf/sim/motifs.json" in names
