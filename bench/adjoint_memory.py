@@ -7,8 +7,8 @@ autograd one where both ran. A measurement whose memory, extrapolated
 from the method's largest completed length (its baseline plus bytes per
 position), would pass --budget-gb is skipped (and printed as skipped).
 
-    python bench/adjoint_memory.py                       # CPU, L = 16k, 65k, 131k, 1M
-    python bench/adjoint_memory.py --device cuda --out bench/results/h100-adjoint.jsonl
+    python -m bench.adjoint_memory                       # CPU, L = 16k, 65k, 131k, 1M
+    python -m bench.adjoint_memory --device cuda --out bench/results/h100-adjoint.jsonl
 
 Model: a causal 2-layer Mamba (d_model 64, d_inner 128, d_state 16), random
 weights, fp32; target: the sum of its output track over the region.

@@ -1,6 +1,6 @@
 """Evaluate a track model against the sample genome's planted truth.
 
-    python bench/evaluate_builtin.py [--model builtin] [--sample sample_data] [--out FILE]
+    python -m bench.evaluate_builtin [--model builtin] [--sample sample_data] [--out FILE]
 
 The sample genome is never used in training (scripts/train_builtin.py simulates
 its own chromosomes), so everything here is held out. Reports, as JSON:
@@ -34,7 +34,7 @@ import numpy as np
 import pyBigWig
 import torch
 
-from results_io import git_commit
+from bench.results_io import git_commit
 
 from pgf.engine.adjoint import AdjointEngine
 from pgf.engine.forward import forward_sweep

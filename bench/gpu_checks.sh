@@ -8,7 +8,7 @@
 # Every step has its own time limit (about 9 minutes in all on an H200); logs and JSON go to
 # $OUT (default bench/results/gpu-run).
 #
-#     OUT=/tmp/gpu bash bench/gpu_checks.sh
+#     OUT=/tmp/gpu bash bench/gpu_checks.sh      # from the repository root
 #
 # Missing pure-Python dependencies may be given as wheels in .whl/ (installed to /tmp/site).
 set -u -o pipefail
@@ -34,14 +34,14 @@ timeout 150 $PY -m pytest tests/test_kernels_triton.py -q -n 8 -p no:cacheprovid
 echo "rc=$?" | tee -a "$log"; tail -15 "$OUT/triton_tests.log" | tee -a "$log"
 
 step "kernel scan benchmark"
-timeout 110 $PY bench/kernel_scan.py --warmup 2 --repeats 5 --out "$OUT/kernel-scan.json" 2>&1 | tee "$OUT/kernel_scan.jsonl" | tail -3
+timeout 110 $PY -m bench.kernel_scan --warmup 2 --repeats 5 --out "$OUT/kernel-scan.json" 2>&1 | tee "$OUT/kernel_scan.jsonl" | tail -3
 echo "rc=$?" | tee -a "$log"
 
 step "model gradient memory benchmark"  # ~4.5 min on an H200 (the 1M gradient alone took 181 s)
-timeout 330 $PY bench/model_gradient_memory.py --out "$OUT/model-gradient-memory.json" 2>&1 | tee "$OUT/model_gradient_memory.jsonl"
+timeout 330 $PY -m bench.model_gradient_memory --out "$OUT/model-gradient-memory.json" 2>&1 | tee "$OUT/model_gradient_memory.jsonl"
 echo "rc=$?" | tee -a "$log"
 step "model gradient at 131k with 8k tiles (fewer, larger launches)"
-timeout 90 $PY bench/model_gradient_memory.py --lengths 131072 --tile 8192 --out "$OUT/model-gradient-memory-tile8192.json" 2>&1 | tail -1 | tee -a "$log"
+timeout 90 $PY -m bench.model_gradient_memory --lengths 131072 --tile 8192 --out "$OUT/model-gradient-memory-tile8192.json" 2>&1 | tail -1 | tee -a "$log"
 
 step "sample job: triton vs reference kernels"
 region=chr1:99,578-139,116

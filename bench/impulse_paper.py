@@ -18,7 +18,7 @@ not). Each measurement runs in a child process and prints one JSON line with
 time, peak memory, how many outputs are finite, and the largest difference
 between the two tracks (relative to the pgf track's largest value).
 
-    python bench/impulse_paper.py [--lengths 10000,32768,131072] [--device cuda]
+    python -m bench.impulse_paper [--lengths 10000,32768,131072] [--device cuda]
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ memory above the inputs (torch.cuda.max_memory_allocated, reset per case). Out-o
 cases are recorded as such. One JSON line per case on stdout; all of them, with the
 environment, in a JSON file.
 
-    python bench/kernel_scan.py                                  # CUDA; writes bench/results/<device>-kernel-scan.json
-    python bench/kernel_scan.py --lengths 1048576 --blocks '{"bwd_e": 8}'   # try another block shape
-    python bench/kernel_scan.py --smoke                          # tiny CPU run (Triton interpreter) to check the script
+    python -m bench.kernel_scan                                  # CUDA; writes bench/results/<device>-kernel-scan.json
+    python -m bench.kernel_scan --lengths 1048576 --blocks '{"bwd_e": 8}'   # try another block shape
+    python -m bench.kernel_scan --smoke                          # tiny CPU run (Triton interpreter) to check the script
 
 Methods: triton-forward (scan_forward: y, h_last and the chunk starts), triton-tangent
 (scan_tangent, K directions of x, delta, B, C, z and h0 tangents, primal and tangents in one
@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 
-from results_io import git_commit, write_results
+from bench.results_io import git_commit, write_results
 
 METHODS = ("triton-forward", "triton-tangent", "triton-adjoint", "reference-forward", "reference-autograd")
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}

@@ -15,22 +15,21 @@ Targets (reported as met / not met): peak <= 2 GB at 131k, <= 8 GB at 1M, gradie
 them, with the environment, in a JSON file (default
 bench/results/<device>-model-gradient-memory.json).
 
-    python bench/model_gradient_memory.py                      # CUDA, Triton kernels, layer inputs offloaded to host
-    python bench/model_gradient_memory.py --offload auto --kernels reference
-    python bench/model_gradient_memory.py --smoke              # tiny model on CPU (reference kernels): checks the script
+    python -m bench.model_gradient_memory                      # CUDA, Triton kernels, layer inputs offloaded to host
+    python -m bench.model_gradient_memory --offload auto --kernels reference
+    python -m bench.model_gradient_memory --smoke              # tiny model on CPU (reference kernels): checks the script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
 import time
 
-from results_io import git_commit, write_results
+from bench.results_io import git_commit, write_results
 
 CMAP = {7: 10, 8: 9, 9: 8, 10: 7}  # A<->T, C<->G in the Caduceus vocabulary
 TARGETS_GB = {131072: 2.0, 1048576: 8.0}
@@ -151,7 +150,7 @@ def main() -> None:
     for length in [int(v) for v in args.lengths.split(",")]:
         by_kind = {}
         for measurement in ("forward", "gradient"):
-            command = [sys.executable, os.path.abspath(__file__), "--child", measurement, "--child-length", str(length),
+            command = [sys.executable, "-m", "bench.model_gradient_memory", "--child", measurement, "--child-length", str(length),
                        "--device", args.device, "--tile", str(args.tile), "--d-model", str(args.d_model),
                        "--n-layer", str(args.n_layer), "--kernels", args.kernels, "--offload", args.offload]
             done = subprocess.run(command, capture_output=True, text=True)

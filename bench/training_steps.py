@@ -1,13 +1,13 @@
 """Seconds per training step of the built-in model, for each kind of window it trains on.
 
-    python bench/training_steps.py [--threads 2] [--out FILE.json]
+    python -m bench.training_steps [--threads 2] [--out FILE.json]
 
 Times what bounds the ~60-min CPU recipe (scripts/train_builtin_recipe.py): one AdamW
 step (loss, backward, update) of the 2-kb short batch, the 2-kb batch with input-gradient
 matching (double backward), a paired 32-kb batch and a paired 64-kb batch on the sample
-genome's layout, with the model of scripts/train_builtin.py. Prints one JSON line per kind
-(median of a few steps after one warm-up step) and, with --out, writes them all with the
-machine, torch version and commit. Compare two versions of the code by running this at
+genome's layout, with the model of scripts/train_builtin.py. Prints one JSON line per
+kind (median of a few steps after one warm-up step) and, with --out, writes them all with
+the machine, torch version and commit. Run from the repository root. Compare two versions of the code by running this at
 each in turn on the same machine, nothing else running.
 """
 
@@ -18,18 +18,14 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "bench"))
-import train_builtin as tb  # noqa: E402
-from results_io import git_commit  # noqa: E402
+from bench.results_io import git_commit
+from scripts import train_builtin as tb
 
 KINDS = ("short", "short_taylor", "paired_32k", "paired_64k_genome")
 

@@ -4,7 +4,7 @@ Run once by a developer (needs `pip install pyjaspar`, a 57 MB wheel that is
 not a dependency of pgf); the JSON it writes is committed, so simulation and
 tests never need pyjaspar or the network.
 
-    pip install pyjaspar && python scripts/extract_jaspar_motifs.py
+    pip install pyjaspar && python -m scripts.extract_jaspar_motifs
 """
 
 from __future__ import annotations

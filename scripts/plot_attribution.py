@@ -2,7 +2,7 @@
 
     pip install matplotlib     # a plotting tool for this script only, not a pgf dependency
     pgf attribute sample_data/genome.fa --region ... --target-window ... -o sample_out.h5
-    python scripts/plot_attribution.py sample_out.h5 docs/sample_attribution.png
+    python -m scripts.plot_attribution sample_out.h5 docs/sample_attribution.png
 
 Top panel: abs(input x gradient) (the `score` dataset) along the region, with every
 planted element of sample_data/truth_elements.bed shaded by role. Bottom panels:

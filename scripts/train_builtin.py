@@ -1,62 +1,32 @@
-"""Train pgf's built-in model on simulated chromosomes (never the sample genome).
+"""Train one phase of pgf's built-in model on simulated chromosomes (never the sample genome).
 
-Every training example is a freshly simulated chromosome (pgf.sim.grammar,
-seeds from --seed upwards; the sample genome uses its own seed and is only
-used for evaluation) with elements planted more densely than in the sample
-genome so that each window teaches something. Short windows (motifs, local
-effects) throughout; from `--long-start` on, one step in `--long-every` is a
-long window with promoter-enhancer pairs up to `--long-pair-max` bp apart (the
-long-range rule). Loss: per-channel MSE divided by the channel's variance in
-that kind of window. Deterministic for a seed on one machine. The shipped model
-is three runs of this script, a base run and two fine-tuning phases, chained by
-`python scripts/train_builtin_recipe.py configs/builtin_recipe_fast.json --out DIR`.
+The shipped model is three runs of this module chained by scripts/train_builtin_recipe.py
+(configs/builtin_recipe_fast.json): a base run, then two fine-tuning phases started from the
+previous phase's checkpoint (`--init-from`). Every training window is a freshly simulated
+chromosome (pgf.sim.grammar, seeds from --seed upwards), planted more densely than the sample
+genome so that each window teaches something. Loss: per-channel MSE over the channel's
+variance in that kind of window, so sparse long windows weigh as much as dense short ones.
 
-Experimental (`--paired-weight W > 0`): every window comes with a counterfactual
-copy in which one enhancer (or, half the time, every enhancer) is shuffled and
-the truth recomputed, and W x the MSE of the predicted expression difference
-between window and copy (over that difference's variance) is added. The
-difference can only come from positions away from the promoter, so this term
-trains the long-range path alone: the freshly initialised model's sensitivity
-beyond 50 bp is ~1e-5 of the local one (scripts/sensitivity_by_distance.py), and
-without the pairs the model never learned to read enhancers.
+- Base run (`--steps`): short windows throughout; from `--long-start` on, one step in
+  `--long-every` is a long window with promoter-enhancer pairs up to `--long-pair-max` bp apart.
+- Curriculum (`--stage STEPS:LENGTH:LO-HI[:genome]`, repeatable, replaces the base schedule):
+  paired windows of LENGTH bp whose distal pairs lie LO-HI bp apart, one step in
+  `--short-every` a plain short batch, so the distance over which enhancers are read grows
+  stage by stage. A paired window comes with a copy in which one enhancer (half the time every
+  enhancer) is shuffled and the truth recomputed; `--paired-weight` x the MSE of the predicted
+  expression difference between the two (over its variance) is added. Only the path from the
+  enhancers to the promoter can produce that difference, so this term trains the long-range path.
+- Input gradients (`--taylor-weight W`): plain short batches also match the truth's
+  first-order SNV effects on a 200-bp readout around an element (g[alt] - g[ref], g the
+  model's input gradient; pgf.sim.grammar.first_order_snv_effects), trained by double
+  backward, so that first-order ISM estimates from the model's gradients track exact ISM.
 
-Curriculum (`--stage STEPS:LENGTH:LO-HI`, repeatable; usually with `--init-from` a
-model trained by the plain recipe): each stage trains on paired windows of LENGTH
-bp whose distal promoter-enhancer pairs lie LO-HI bp apart, interleaved with plain
-short batches (`--short-every`), so that the distance over which enhancers are read
-grows step by step instead of being asked for at 30 kb at once. Each stage but the
-last is also saved as DIR/stage-K.
+    python -m scripts.train_builtin --out DIR --steps 20 --long-start 10   # a quick try (repo root)
 
-Grammar: `--affinity-scale` sets how strongly a site's bases grade its effect
-(pgf.sim.grammar; 0 is the all-or-nothing grammar of the base and curriculum phases).
-`--site-sharpness LO-HI` and `--partial-sites P` plant weaker and half-random sites in
-training windows (tried for the graded model, not used by it).
-
-Variant effects (`--snv-copies K`): plain short batches come with copies carrying K
-random SNVs (at planted sites and near elements; the truth recomputed by
-pgf.sim.grammar.rescore_elements), and `--snv-weight` x the per-channel MSE of the
-predicted window-minus-copy difference is added, so that the model's response to a
-single base follows the truth's graded one (the evaluation's Taylor-vs-exact ISM asks
-for that); validation reports the Pearson r of those differences. Tried, not used by the
-shipped model (bench/results/builtin_variant_training_cpu.json).
-
-Input gradients (`--taylor-weight W`): plain short batches also ask the model's
-first-order SNV effects on a 200-bp readout around an element (g[alt] - g[ref], g the
-input gradient) to match the truth's (pgf.sim.grammar.first_order_snv_effects): the
-simulator knows the derivative of its truth, so the gradient is trained directly
-(Sobolev training, by double backward): attributions are gradients, and a model whose
-gradient follows the truth's gives first-order ISM estimates that track exact ISM as
-the truth's own do. Alone it raised Taylor-ISM on simulated windows (0.746 -> 0.799)
-but lowered 200-kb expression Pearson (0.783 -> 0.639) (same file); the shipped model's
-last phase uses it between paired 64-kb windows, which keep long-range expression.
-
-    python scripts/train_builtin.py            # a base run with the defaults (1,500 steps)
-    python scripts/train_builtin.py --out DIR --steps 20 --long-start 10   # quick try
-
-Trains on the GPU when torch sees one (`--device auto`, the default; `--device cpu` to
-keep to the CPU); simulating the data stays on the CPU (`--threads`).
-
-Writes DIR/config.json, DIR/model.safetensors and DIR/training_log.json.
+Deterministic for a seed on one machine. Trains on the GPU when torch sees one (`--device
+auto`); simulating the data stays on the CPU (`--threads`). Writes DIR/config.json,
+DIR/model.safetensors and DIR/training_log.json. Imports nothing from its sibling scripts, so
+`python scripts/train_builtin.py` (the commands in the shipped training log) runs too.
 """
 
 from __future__ import annotations
@@ -89,6 +59,8 @@ from pgf.sim.grammar import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "pgf_cli" / "pgf" / "models" / "builtin"
+Batch = tuple[torch.Tensor, torch.Tensor]  # (onehot (b, L, 4), signals (b, L, channels))
+
 
 def keep_freed_memory() -> None:
     """Make glibc malloc keep freed memory for reuse instead of returning it to the OS.
@@ -123,25 +95,23 @@ def long_layout(pair_max: int) -> Layout:
     )
 
 
-def model_config(context_length: int, n_layer: int = 3, d_conv: int = 8) -> TrackSSMConfig:
+def model_config(context_length: int, n_layer: int = 3) -> TrackSSMConfig:
+    """The built-in architecture: a small weight-tied BiMamba with `n_layer` layers."""
     return TrackSSMConfig(
-        d_model=32, n_layer=n_layer, d_state=8, d_conv=d_conv, expand=2,
+        d_model=32, n_layer=n_layer, d_state=8, d_conv=8, expand=2,
         bidirectional=True, bidirectional_strategy="add", bidirectional_weight_tie=True,
         channels=CHANNELS, context_length=context_length,
     )
 
 
-def build_model(config: TrackSSMConfig, seed: int, dt_min: float = 1e-5, bc_scale: float = 1.0) -> TrackSSM:
-    """Mamba init, but step sizes from `dt_min` (1e-5: memories of ~100 kb) to 0.1 so
-    that some channels start able to carry an enhancer's signal far, and the B and C
-    rows of x_proj scaled by `bc_scale` (a stronger state path at the start)."""
+def build_model(config: TrackSSMConfig, seed: int) -> TrackSSM:
+    """Mamba init, but step sizes from 1e-5 (memories of ~100 kb) to 0.1, so that some
+    channels start able to carry an enhancer's signal far."""
     torch.manual_seed(seed)
     model = TrackSSM(config)
     for layer in model.layers:
         for mixer in (layer.mixer.mamba_fwd, layer.mixer.mamba_rev):
-            mixer.reset_ssm_parameters(dt_min=dt_min, dt_max=0.1, dt_floor=min(dt_min, 1e-5))
-            with torch.no_grad():
-                mixer.x_proj.weight[mixer.dt_rank :] *= bc_scale
+            mixer.reset_ssm_parameters(dt_min=1e-5, dt_max=0.1, dt_floor=1e-5)
     return model
 
 
@@ -161,7 +131,7 @@ def genome_layout(length: int) -> Layout:
     return Layout(distal_pairs=max(1, round(length / 40_000)))
 
 
-def stage_layout(length: int, pair_range: tuple[int, int], long_kind: str = "dense") -> Layout:
+def stage_layout(length: int, pair_range: tuple[int, int], long_kind: str | None = None) -> Layout:
     """Layout of a curriculum stage: the short layout for windows up to 4 kb, else the
     dense long layout or (`long_kind` "genome") genome_layout, with its distal pairs
     `pair_range` bp apart."""
@@ -174,7 +144,7 @@ def stage_layout(length: int, pair_range: tuple[int, int], long_kind: str = "den
 
 def parse_stage(text: str) -> tuple[int, int, tuple[int, int], str | None]:
     """'STEPS:LENGTH:LO-HI[:LAYOUT]' -> (steps, window length, (lo, hi) distal pair
-    distances, layout of a long stage: "dense", "genome" or None for --stage-layout)."""
+    distances, layout of a long stage: "dense", "genome" or None for dense)."""
     try:
         steps, length, span, *layout = text.split(":")
         lo, hi = span.split("-")
@@ -191,21 +161,9 @@ def parse_stage(text: str) -> tuple[int, int, tuple[int, int], str | None]:
     return stage
 
 
-def parse_sharpness(text: str) -> tuple[float, float]:
-    """'LO-HI' (or one number) -> the range of sharpness planted instances are drawn with."""
-    try:
-        low, _, high = text.partition("-")
-        sharpness = float(low), float(high or low)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"site sharpness {text!r} is not LO-HI (e.g. 1-3)") from None
-    if not 0 < sharpness[0] <= sharpness[1]:
-        raise argparse.ArgumentTypeError(f"site sharpness {text!r}: need 0 < LO <= HI")
-    return sharpness
-
-
 def make_batch(
     rng: np.random.Generator, length: int, batch: int, layout: Layout, grammar: Grammar = Grammar()
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Batch:
     """(onehot (b, L, 4), signals (b, L, channels)) from `batch` freshly simulated chromosomes."""
     onehots, signals = [], []
     for _ in range(batch):
@@ -243,7 +201,7 @@ def without_enhancers(
 def _batch_with_copies(
     rng: np.random.Generator, length: int, pairs: int, layout: Layout, grammar: Grammar,
     make_copy: Callable[[SimulatedChromosome], tuple[str, np.ndarray]],
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Batch:
     """Like make_batch with 2 * `pairs` windows: `pairs` chromosomes, then their copies
     (`make_copy`: sequence and signals (channels, L)) in the same order."""
     chromosomes = [simulate_chromosome("train", length, rng, layout, grammar) for _ in range(pairs)]
@@ -256,7 +214,7 @@ def _batch_with_copies(
 
 def make_paired_batch(
     rng: np.random.Generator, length: int, pairs: int, layout: Layout, grammar: Grammar = Grammar()
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Batch:
     """2 * `pairs` windows: `pairs` chromosomes, then their counterfactual copies
     (without_enhancers) in the same order."""
     return _batch_with_copies(rng, length, pairs, layout, grammar, lambda c: without_enhancers(c, rng, grammar=grammar))
@@ -266,7 +224,8 @@ def with_snvs(chromosome: SimulatedChromosome, rng: np.random.Generator, count: 
               ) -> tuple[str, np.ndarray]:
     """(sequence, signals (channels, L)) of `chromosome` with `count` random SNVs, the truth
     recomputed (rescore_elements): each SNV hits a planted site's base half the time, else a
-    base within 150 bp of an element (where a model's gain-of-function errors matter)."""
+    base within 150 bp of an element (where a model's gain-of-function errors matter). The
+    validation measures how well the model's variant effects follow the truth's on these."""
     bases = list(chromosome.sequence)
     elements = chromosome.elements
     site_bases = [p for e in elements for s in e.sites for p in range(s.start, s.end)]
@@ -285,7 +244,7 @@ def with_snvs(chromosome: SimulatedChromosome, rng: np.random.Generator, count: 
 
 def make_snv_batch(
     rng: np.random.Generator, length: int, pairs: int, snvs: int, layout: Layout, grammar: Grammar = Grammar()
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Batch:
     """Like make_paired_batch, the copies carrying `snvs` SNVs each (with_snvs)."""
     return _batch_with_copies(rng, length, pairs, layout, grammar, lambda c: with_snvs(c, rng, snvs, grammar))
 
@@ -317,6 +276,7 @@ def make_taylor_batch(
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson r of two tensors' values, in float64."""
     a, b = a.flatten().double(), b.flatten().double()
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-30))
@@ -327,7 +287,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def evaluate(model: TrackSSM, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+def evaluate(model: TrackSSM, batches: list[Batch]) -> list[float]:
     """Per-channel Pearson r over all positions of the validation chromosomes."""
     with torch.no_grad():
         predictions = [model(x.to(model_device(model)))["track"].cpu() for x, _ in batches]
@@ -348,8 +308,6 @@ class WindowKind:
     scale: torch.Tensor  # per-channel variance of the truth
     difference_scale: torch.Tensor | None  # variance of the true expression difference of a pair
     grammar: Grammar
-    snvs: int = 0  # > 0: paired with copies carrying this many SNVs (make_snv_batch) instead
-    snv_difference_scale: torch.Tensor | None = None  # per-channel variance of the true SNV-copy difference
     taylor_scale: float = 0.0  # > 0: match the truth's first-order SNV effects (make_taylor_batch); their variance
 
 
@@ -367,15 +325,6 @@ def window_kind(
     return WindowKind(length, batch, layout, paired, pilot.flatten(0, 1).var(dim=0), difference_scale, grammar)
 
 
-def with_snv_copies(rng: np.random.Generator, kind: WindowKind, snvs: int) -> WindowKind:
-    """`kind` (unpaired) trained on windows and their copies with `snvs` SNVs each, the
-    difference loss scaled by its variance on ~32 kb of pilot pairs."""
-    pilot_pairs = max(4, 32_768 // kind.length)
-    _, pairs = make_snv_batch(rng, kind.length, pilot_pairs, snvs, kind.layout, kind.grammar)
-    difference = pairs[:pilot_pairs] - pairs[pilot_pairs:]
-    return replace(kind, paired=False, snvs=snvs, snv_difference_scale=difference.flatten(0, 1).var(dim=0).clamp_min(1e-6))
-
-
 def with_taylor_targets(rng: np.random.Generator, kind: WindowKind) -> WindowKind:
     """`kind` (unpaired) trained to match the truth's first-order SNV effects too, the
     term scaled by their variance on ~32 kb of pilot windows."""
@@ -383,51 +332,53 @@ def with_taylor_targets(rng: np.random.Generator, kind: WindowKind) -> WindowKin
     return replace(kind, paired=False, taylor_scale=float(effects.var().clamp_min(1e-6)))
 
 
-def step_loss(
-    model: TrackSSM, kind: WindowKind, rng: np.random.Generator, paired_weight: float, snv_weight: float = 0.0,
-    taylor_weight: float = 0.0,
-) -> torch.Tensor:
-    """Per-channel MSE over the channel's variance; for paired kinds plus `paired_weight`
-    x the MSE of the predicted expression difference between windows and their copies;
-    for SNV kinds plus `snv_weight` x the per-channel MSE of the predicted difference
-    between windows and their SNV copies over its variance; for Taylor kinds plus
-    `taylor_weight` x the MSE between the model's first-order SNV effects on each window's
-    readout (g[alt] - g[ref], g its input gradient) and the truth's, over their variance
-    (training through the input gradient: double backward)."""
+def _track_loss(prediction: torch.Tensor, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per-channel MSE over the channel's variance, averaged over channels."""
+    return (((prediction - y) ** 2).mean(dim=(0, 1)) / scale).mean()
+
+
+def _taylor_loss(model: TrackSSM, kind: WindowKind, rng: np.random.Generator, taylor_weight: float) -> torch.Tensor:
+    """Track loss plus `taylor_weight` x the MSE between the model's first-order SNV effects
+    on each window's readout (g[alt] - g[ref], g its input gradient) and the truth's, over
+    their variance (training through the input gradient: double backward)."""
     device = model_device(model)
-    scale = kind.scale.to(device)
+    batch = make_taylor_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar)
+    x, y, mask, effects = (t.to(device) for t in batch)
+    x.requires_grad_(taylor_weight > 0)
+    prediction = model(x)["track"]
+    loss = _track_loss(prediction, y, kind.scale.to(device))
+    if taylor_weight > 0:
+        (gradient,) = torch.autograd.grad((prediction * mask).sum(), x, create_graph=True)
+        model_effects = gradient - (gradient * x).sum(dim=-1, keepdim=True)
+        loss = loss + taylor_weight * ((model_effects - effects) ** 2).mean() / kind.taylor_scale
+    return loss
+
+
+def step_loss(
+    model: TrackSSM, kind: WindowKind, rng: np.random.Generator, paired_weight: float, taylor_weight: float = 0.0
+) -> torch.Tensor:
+    """The loss of one training step on a fresh batch of `kind`: the track loss; for paired
+    kinds plus `paired_weight` x the MSE of the predicted expression difference between
+    windows and their copies over its variance; for Taylor kinds see _taylor_loss."""
     if kind.taylor_scale:
-        x, y, mask, effects = (t.to(device) for t in make_taylor_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar))
-        x.requires_grad_(taylor_weight > 0)
-        prediction = model(x)["track"]
-        loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / scale).mean()
-        if taylor_weight > 0:
-            (gradient,) = torch.autograd.grad((prediction * mask).sum(), x, create_graph=True)
-            model_effects = gradient - (gradient * x).sum(dim=-1, keepdim=True)
-            loss = loss + taylor_weight * ((model_effects - effects) ** 2).mean() / kind.taylor_scale
-        return loss
+        return _taylor_loss(model, kind, rng, taylor_weight)
+    device = model_device(model)
     if kind.paired:
         x, y = make_paired_batch(rng, kind.length, max(1, kind.batch // 2), kind.layout, kind.grammar)
-    elif kind.snvs:
-        x, y = make_snv_batch(rng, kind.length, max(1, kind.batch // 2), kind.snvs, kind.layout, kind.grammar)
     else:
         x, y = make_batch(rng, kind.length, kind.batch, kind.layout, kind.grammar)
     x, y = x.to(device), y.to(device)
     prediction = model(x)["track"]
-    loss = (((prediction - y) ** 2).mean(dim=(0, 1)) / scale).mean()
+    loss = _track_loss(prediction, y, kind.scale.to(device))
     if kind.paired and paired_weight > 0:
         half = len(x) // 2
         difference_error = (prediction[:half, :, 0] - prediction[half:, :, 0]) - (y[:half, :, 0] - y[half:, :, 0])
         loss = loss + paired_weight * (difference_error**2).mean() / kind.difference_scale.to(device)
-    if kind.snvs and snv_weight > 0:
-        half = len(x) // 2
-        difference_error = (prediction[:half] - prediction[half:]) - (y[:half] - y[half:])
-        loss = loss + snv_weight * ((difference_error**2).mean(dim=(0, 1)) / kind.snv_difference_scale.to(device)).mean()
     return loss
 
 
 def _pair_differences(
-    model: TrackSSM, pairs: list[tuple[torch.Tensor, torch.Tensor]]
+    model: TrackSSM, pairs: list[Batch]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted and true window-minus-copy differences (pairs, L, channels) over batches
     of windows followed by their copies."""
@@ -441,46 +392,39 @@ def _pair_differences(
     return torch.cat(predicted), torch.cat(true)
 
 
-def evaluate_pairs(model: TrackSSM, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+def evaluate_pairs(model: TrackSSM, pairs: list[Batch]) -> float:
     """Pearson r of predicted vs true expression difference between windows and their
     enhancer-shuffled copies: how much of the enhancers' effect the model reproduces."""
     predicted, true = _pair_differences(model, pairs)
     return pearson(predicted[..., 0], true[..., 0])
 
 
-def evaluate_snv_pairs(model: TrackSSM, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+def evaluate_snv_pairs(model: TrackSSM, pairs: list[Batch]) -> list[float]:
     """Per-channel Pearson r of predicted vs true differences between windows and their
     SNV copies: how well the model's variant effects follow the truth's."""
     predicted, true = _pair_differences(model, pairs)
     return [pearson(predicted[..., c], true[..., c]) for c in range(len(CHANNELS))]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags of a phase (configs/builtin_recipe_fast.json sets them per phase)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--init-from", type=Path, help="start from this TrackSSM checkpoint instead of a fresh init "
-                        "(its architecture is kept: --layers, --d-conv, --dt-min and --bc-scale then do nothing)")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--d-conv", type=int, default=8)
-    parser.add_argument("--dt-min", type=float, default=1e-5)
-    parser.add_argument("--bc-scale", type=float, default=1.0, help="scale of x_proj's B and C rows at initialisation")
+    parser.add_argument("--init-from", type=Path, help="start from this TrackSSM checkpoint (its architecture is kept)")
+    parser.add_argument("--steps", type=int, default=1500, help="steps of the base schedule (without --stage)")
+    parser.add_argument("--layers", type=int, default=3, help="layers of a fresh model")
     parser.add_argument("--paired-weight", type=float, default=0.0,
                         help="weight of the counterfactual-pair loss (0: no pairs, as in the base run)")
     parser.add_argument("--pair-ramp", type=int, default=0, help="steps over which the pair weight rises from 0")
     parser.add_argument("--stage", type=parse_stage, action="append", default=[], metavar="STEPS:LENGTH:LO-HI[:LAYOUT]",
                         help="curriculum stage (repeatable; replaces --steps and the short/long schedule): "
                              "STEPS steps of paired windows of LENGTH bp whose distal pairs are LO-HI bp apart, "
-                             "laid out as LAYOUT (dense or genome; default --stage-layout)")
-    parser.add_argument("--stage-layout", choices=LONG_LAYOUTS, default="dense",
-                        help="element layout of curriculum stages longer than 4 kb that name none: dense (a promoter per 5 kb) "
-                             "or genome (the sample genome's sparse spacing, a promoter per 25 kb)")
+                             "laid out as LAYOUT (dense, the default, or genome: the sample genome's sparse spacing)")
     parser.add_argument("--short-every", type=int, default=2,
                         help="in curriculum stages, one step in this many is a plain short batch")
     parser.add_argument("--short-length", type=int, default=2048)
     parser.add_argument("--short-batch", type=int, default=4)
-    parser.add_argument("--short-spacing", type=float, default=1.0, help="scale of the short windows' element spacing")
     parser.add_argument("--long-start", type=int, default=200)
     parser.add_argument("--long-every", type=int, default=3)
     parser.add_argument("--long-length", type=int, default=32768)
@@ -489,137 +433,170 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--timescale-lr-scale", type=float, default=1.0,
                         help="learning rate multiplier of dt_proj and A_log")
-    parser.add_argument("--affinity-scale", type=float, default=Grammar().affinity_scale,
-                        help="the simulator's site affinity exp(scale x log-likelihood ratio to the consensus); "
-                             "0: every planted site counts fully (the grammar of the base and curriculum phases)")
-    parser.add_argument("--site-sharpness", type=parse_sharpness, default=(3.0, 3.0), metavar="LO-HI",
-                        help="training sites are drawn from their matrix raised to a sharpness in this range "
-                             "(3: strong sites, as in the sample genome; 1-3 adds weak and partial sites, whose "
-                             "graded effects teach how much each base of a motif matters); validation keeps 3")
-    parser.add_argument("--partial-sites", type=float, default=0.0, metavar="P",
-                        help="chance that a training site has half its bases redrawn at random (a weak, partial "
-                             "site); validation keeps 0")
-    parser.add_argument("--snv-copies", type=int, default=0, metavar="K",
-                        help="plain short batches come with copies carrying K random SNVs (at planted sites and "
-                             "near elements, the truth recomputed), and --snv-weight x the MSE of the predicted "
-                             "difference is added: it trains the model's variant effects (0: off)")
-    parser.add_argument("--snv-weight", type=float, default=1.0, help="weight of the SNV-copy difference loss")
     parser.add_argument("--taylor-weight", type=float, default=0.0, metavar="W",
                         help="plain short batches also match the truth's first-order effect of every SNV on a "
                              "200-bp readout around an element (the model's input gradient, trained by double "
-                             "backward: 2.5 s against 0.9 s for a plain 4 x 2-kb step on the 2-core VM), with weight W (0: off)")
+                             "backward), with weight W (0: off)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (also for simulating data on a GPU run)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the model trains: auto = the GPU when torch sees one (not bit-identical to a CPU run)")
     parser.add_argument("--validate-every", type=int, default=100)
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    torch.set_flush_denormal(True)  # stiff decays underflow; denormal arithmetic is ~100x slower on x86
+    args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA GPU (install a CUDA build of torch, or use --device cpu)")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    if args.init_from is not None:
-        torch.manual_seed(args.seed)
-        model = load_checkpoint(args.init_from).model.float().train()
-        if not isinstance(model, TrackSSM):
-            parser.error(f"--init-from {args.init_from}: not a TrackSSM checkpoint")
-    else:
-        config = model_config(context_length=args.long_length, n_layer=args.layers, d_conv=args.d_conv)
-        model = build_model(config, args.seed, dt_min=args.dt_min, bc_scale=args.bc_scale)
-    rng = np.random.default_rng(args.seed)
-    validation_rng = np.random.default_rng(args.seed + 1)
-    grammar = Grammar(affinity_scale=args.affinity_scale)
-    validation = [make_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max), grammar)
-                  for _ in range(3)]
-    validation_pairs = [make_paired_batch(validation_rng, args.long_length, 1, long_layout(args.long_pair_max), grammar)
-                        for _ in range(3)]
-    # drawn from their own generator so that adding them leaves every other draw unchanged
-    snv_rng = np.random.default_rng(args.seed + 3)
-    validation_snvs = [make_snv_batch(snv_rng, args.short_length, 4, 8, short_layout(args.short_spacing), grammar)
-                       for _ in range(4)]
-    # loss = per-channel MSE / the channel's variance in that kind of window, so that the
-    # sparse long windows weigh as much as the dense short ones
+    return args
+
+
+def training_device(choice: str) -> torch.device:
+    """The device for --device `choice` (auto: the GPU when torch sees one)."""
+    return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def initial_model(args: argparse.Namespace) -> TrackSSM:
+    """The --init-from checkpoint, or a fresh model seeded by --seed."""
+    if args.init_from is None:
+        return build_model(model_config(context_length=args.long_length, n_layer=args.layers), args.seed)
+    torch.manual_seed(args.seed)
+    model = load_checkpoint(args.init_from).model.float().train()
+    if not isinstance(model, TrackSSM):
+        raise SystemExit(f"error: --init-from {args.init_from}: not a TrackSSM checkpoint")
+    return model
+
+
+@dataclass
+class Validation:
+    """Fixed validation sets: long windows, enhancer-shuffled pairs of them, and short SNV pairs."""
+
+    windows: list[Batch]
+    pairs: list[Batch]
+    snv_pairs: list[Batch]
+
+    def measure(self, model: TrackSSM) -> dict:
+        """The log entry's validation fields."""
+        return {
+            "validation_pearson": [round(r, 4) for r in evaluate(model, self.windows)],
+            "validation_pair_difference_pearson": round(evaluate_pairs(model, self.pairs), 4),
+            "validation_snv_difference_pearson": [round(r, 4) for r in evaluate_snv_pairs(model, self.snv_pairs)],
+        }
+
+
+def validation_sets(args: argparse.Namespace, grammar: Grammar, snv_rng: np.random.Generator) -> Validation:
+    """Validation data from --seed + 1 (windows, pairs) and `snv_rng` (SNV pairs)."""
+    rng = np.random.default_rng(args.seed + 1)
+    long = long_layout(args.long_pair_max)
+    windows = [make_batch(rng, args.long_length, 1, long, grammar) for _ in range(3)]
+    pairs = [make_paired_batch(rng, args.long_length, 1, long, grammar) for _ in range(3)]
+    snv_pairs = [make_snv_batch(snv_rng, args.short_length, 4, 8, short_layout(), grammar) for _ in range(4)]
+    return Validation(windows, pairs, snv_pairs)
+
+
+def schedule(args: argparse.Namespace, grammar: Grammar, snv_rng: np.random.Generator) -> list[WindowKind]:
+    """The window kind of every step, loss scales from pilot data drawn from --seed + 2
+    (Taylor targets' from `snv_rng`): curriculum stages interleaved with plain short
+    batches, or the base schedule of short windows and, from --long-start, long ones."""
     pilot_rng = np.random.default_rng(args.seed + 2)
     paired = args.paired_weight > 0
-    sharp = {"site_sharpness": tuple(args.site_sharpness), "partial_sites": args.partial_sites}
-    short = window_kind(pilot_rng, args.short_length, args.short_batch,
-                        replace(short_layout(args.short_spacing), **sharp), paired, grammar)
-    if args.snv_copies and args.taylor_weight:
-        parser.error("--snv-copies and --taylor-weight both change the plain short batches: choose one")
-    if args.snv_copies:
-        short = with_snv_copies(snv_rng, short, args.snv_copies)
+    short = window_kind(pilot_rng, args.short_length, args.short_batch, short_layout(), paired, grammar)
     if args.taylor_weight:
         short = with_taylor_targets(snv_rng, short)
-    if args.stage:
-        plain_short = replace(short, paired=False)  # SNV copies or Taylor targets, if any, stay
-        stages = [window_kind(pilot_rng, length, max(2, args.short_length * args.short_batch // length),
-                              replace(stage_layout(length, span, layout or args.stage_layout), **sharp), True, grammar)
-                  for _, length, span, layout in args.stage]
-        schedule_kinds = []
-        for (steps, *_), kind in zip(args.stage, stages):
-            schedule_kinds += [plain_short if i % args.short_every == args.short_every - 1 else kind for i in range(steps)]
-    else:
-        long = window_kind(pilot_rng, args.long_length, 1, replace(long_layout(args.long_pair_max), **sharp), paired, grammar)
-        schedule_kinds = [
-            long if step >= args.long_start and (step - args.long_start) % args.long_every == args.long_every - 1 else short
-            for step in range(args.steps)
-        ]
+    if not args.stage:
+        long = window_kind(pilot_rng, args.long_length, 1, long_layout(args.long_pair_max), paired, grammar)
+        every, start = args.long_every, args.long_start
+        return [long if step >= start and (step - start) % every == every - 1 else short for step in range(args.steps)]
+    plain_short = replace(short, paired=False)  # Taylor targets, if any, stay
+    kinds = []
+    for steps, length, span, layout in args.stage:
+        batch = max(2, args.short_length * args.short_batch // length)
+        stage = window_kind(pilot_rng, length, batch, stage_layout(length, span, layout), True, grammar)
+        kinds += [plain_short if i % args.short_every == args.short_every - 1 else stage for i in range(steps)]
+    return kinds
 
-    model = model.to(device)
-    # step sizes (dt_proj) and decay rates (A_log) can be given a larger learning rate: a
-    # channel that carries an enhancer tens of kb must learn to write (dt spike) at enhancers only
+
+def optimizer_and_schedule(
+    model: TrackSSM, args: argparse.Namespace, total: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with linear warm-up and cosine decay over `total` steps; step sizes (dt_proj)
+    and decay rates (A_log) at --timescale-lr-scale x the learning rate (a channel that
+    carries an enhancer tens of kb must learn to write, a dt spike, at enhancers only)."""
     timescale, rest = [], []
     for name, parameter in model.named_parameters():
         (timescale if ".dt_proj." in name or name.endswith(".A_log") else rest).append(parameter)
     optimizer = torch.optim.AdamW(
         [{"params": rest}, {"params": timescale, "lr": args.lr * args.timescale_lr_scale}], lr=args.lr, weight_decay=0.0
     )
-    total = len(schedule_kinds)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
     )
+    return optimizer, lr_schedule
+
+
+def train(
+    model: TrackSSM, kinds: list[WindowKind], args: argparse.Namespace, validation: Validation
+) -> list[dict]:
+    """Run every step of `kinds` (batches drawn from --seed); the log, one entry per step."""
+    rng = np.random.default_rng(args.seed)
+    optimizer, lr_schedule = optimizer_and_schedule(model, args, len(kinds))
     log: list[dict] = []
     started = time.perf_counter()
-    stage_ends = np.cumsum([s[0] for s in args.stage]).tolist()
-    for step, kind in enumerate(schedule_kinds):
+    for step, kind in enumerate(kinds):
         weight = args.paired_weight * min(1.0, (step + 1) / args.pair_ramp) if args.pair_ramp else args.paired_weight
-        loss = step_loss(model, kind, rng, weight, args.snv_weight, args.taylor_weight)
+        loss = step_loss(model, kind, rng, weight, args.taylor_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
+        lr_schedule.step()
         entry = {"step": step, "window": kind.length, "loss": round(loss.item(), 5),
                  "seconds": round(time.perf_counter() - started, 1)}
-        if step % args.validate_every == args.validate_every - 1 or step == total - 1:
-            entry["validation_pearson"] = [round(r, 4) for r in evaluate(model, validation)]
-            entry["validation_pair_difference_pearson"] = round(evaluate_pairs(model, validation_pairs), 4)
-            entry["validation_snv_difference_pearson"] = [round(r, 4) for r in evaluate_snv_pairs(model, validation_snvs)]
+        if step % args.validate_every == args.validate_every - 1 or step == len(kinds) - 1:
+            entry.update(validation.measure(model))
         log.append(entry)
         if "validation_pearson" in entry or step % 20 == 0:
             print(json.dumps(entry), flush=True)
-        if step + 1 in stage_ends[:-1]:
-            save_checkpoint(model, args.out / f"stage-{stage_ends.index(step + 1) + 1}")
+    return log
 
-    with_trained_context(model, max(kind.length for kind in schedule_kinds))
-    save_checkpoint(model, args.out)
-    summary = {
-        "command": " ".join(["python", "scripts/train_builtin.py", *sys.argv[1:]]),
+
+def summary(args: argparse.Namespace, argv: list[str], device: torch.device, seconds: float, log: list[dict]) -> dict:
+    """training_log.json: the command, arguments, environment, final validation and the log."""
+    final = log[-1]
+    return {
+        "command": " ".join(["python -m scripts.train_builtin", *argv]),
         "seed": args.seed,
         "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "torch": torch.__version__,
         "threads": args.threads,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "final_validation_pearson": dict(zip(CHANNELS, log[-1]["validation_pearson"])),
-        "final_validation_pair_difference_pearson": log[-1]["validation_pair_difference_pearson"],
-        "final_validation_snv_difference_pearson": dict(zip(CHANNELS, log[-1]["validation_snv_difference_pearson"])),
+        "train_seconds": round(seconds, 1),
+        "final_validation_pearson": dict(zip(CHANNELS, final["validation_pearson"])),
+        "final_validation_pair_difference_pearson": final["validation_pair_difference_pearson"],
+        "final_validation_snv_difference_pearson": dict(zip(CHANNELS, final["validation_snv_difference_pearson"])),
         "log": log,
     }
-    (args.out / "training_log.json").write_text(json.dumps(summary) + "\n")
-    print(f"saved {args.out} after {summary['train_seconds']} s; validation Pearson {summary['final_validation_pearson']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    torch.set_flush_denormal(True)  # stiff decays underflow; denormal arithmetic is ~100x slower on x86
+    device = training_device(args.device)
+    model = initial_model(args)
+    grammar = Grammar()
+    # SNV validation pairs, then Taylor pilot targets, from their own generator, so that
+    # neither changes any other draw
+    snv_rng = np.random.default_rng(args.seed + 3)
+    validation = validation_sets(args, grammar, snv_rng)
+    kinds = schedule(args, grammar, snv_rng)
+    model = model.to(device)
+    started = time.perf_counter()
+    log = train(model, kinds, args, validation)
+    seconds = time.perf_counter() - started
+    with_trained_context(model, max(kind.length for kind in kinds))
+    save_checkpoint(model, args.out)
+    result = summary(args, argv, device, seconds, log)
+    (args.out / "training_log.json").write_text(json.dumps(result) + "\n")
+    print(f"saved {args.out} after {result['train_seconds']} s; validation Pearson {result['final_validation_pearson']}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Train the built-in model with one command: the phases of a recipe, each a
-`scripts/train_builtin.py` run started from the previous phase's checkpoint.
+scripts/train_builtin.py run started from the previous phase's checkpoint.
 
-    python scripts/train_builtin_recipe.py configs/builtin_recipe.json --out runs/recipe
+    python -m scripts.train_builtin_recipe configs/builtin_recipe_fast.json --out runs/fast   # repo root
 
 A recipe is JSON: {"threads": 2, "phases": [{"name": "base", "args": ["--steps", "700"]},
 {"name": "curriculum", "args": [...]}, ...]}. Phase k trains into OUT/<name> from
@@ -12,6 +12,7 @@ OUT/recipe_log.json lists every phase's command and wall seconds, and their sum.
 goes to OUT/model: the last phase's weights and config with one training log for all phases
 (the first phase's, the later ones under `fine_tuning`), the layout of the shipped model's
 folder, ready for bench/evaluate_builtin.py and scripts/finalize_builtin.py.
+Imports nothing from its sibling scripts, so `python scripts/train_builtin_recipe.py` runs too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+# run as a file (it imports no sibling script), so the recipe works from any directory
 TRAIN = Path(__file__).resolve().parent / "train_builtin.py"
+TRAIN_COMMAND = "python -m scripts.train_builtin"  # how the logs spell a phase's command
 
 
 def load_recipe(path: Path) -> dict:
@@ -64,6 +67,7 @@ def phase_commands(recipe: dict, out: Path) -> list[tuple[str, Path, list[str]]]
 
 
 def finished(folder: Path) -> bool:
+    """Whether a phase's checkpoint and training log are both there (it is then kept)."""
     return (folder / "model.safetensors").is_file() and (folder / "training_log.json").is_file()
 
 
@@ -78,7 +82,7 @@ def write_model_folder(out: Path, commands: list[tuple[str, Path, list[str]]], l
         shutil.copyfile(last / name, folder / name)
     first, *later = [json.loads((phase_folder / "training_log.json").read_text()) for _, phase_folder, _ in commands]
     first["fine_tuning"] = later
-    first["recipe"] = {"command": f"python scripts/train_builtin_recipe.py {log['recipe']} --out {out}",
+    first["recipe"] = {"command": f"python -m scripts.train_builtin_recipe {log['recipe']} --out {out}",
                        "phases": [p["name"] for p in log["phases"]], "wall_seconds": log["seconds"]}
     (folder / "training_log.json").write_text(json.dumps(first) + "\n")
     return folder
@@ -94,14 +98,14 @@ def main() -> None:
     commands = phase_commands(recipe, args.out)
     if args.dry_run:
         for _, _, phase_args in commands:
-            print(" ".join(["python", "scripts/train_builtin.py", *phase_args]))
+            print(" ".join([TRAIN_COMMAND, *phase_args]))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "recipe_log.json"
     earlier = {p["name"]: p for p in json.loads(log_path.read_text())["phases"]} if log_path.is_file() else {}
     log = {"recipe": str(args.recipe), "phases": []}
     for name, folder, phase_args in commands:
-        entry = {"name": name, "command": " ".join(["python", "scripts/train_builtin.py", *phase_args])}
+        entry = {"name": name, "command": " ".join([TRAIN_COMMAND, *phase_args])}
         if finished(folder):
             entry["kept"] = True
             if "seconds" in earlier.get(name, {}):

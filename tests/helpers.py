@@ -1,4 +1,5 @@
-"""Small test helpers shared by several test files (pytest puts tests/ on sys.path)."""
+"""Small test helpers shared by several test files (importable as `helpers`: pytest's rootdir
+insertion puts tests/ on the import path; no sys.path edits)."""
 
 from pathlib import Path
 

@@ -1,12 +1,11 @@
 """bench/evaluate_builtin.py's ground truth: the truth's own ISM agrees with the simulator."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench import evaluate_builtin as evaluate
 from pgf.io.genome import Genome
 from pgf.io.regions import Region
 from pgf.sim.grammar import Element, Grammar, MotifSite, render_signals, site_affinity
@@ -15,18 +14,6 @@ from pgf.sim.truth import read_truth_elements, read_truth_motifs
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
-
-
-def load_bench(name: str):
-    """Import bench/<name>.py (bench modules import their siblings by name)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _accessibility_sum(sequence: str, offset: int, sites, lo: int, hi: int) -> float:
@@ -46,7 +33,6 @@ def _accessibility_sum(sequence: str, offset: int, sites, lo: int, hi: int) -> f
 
 
 def test_truth_ism_is_the_simulators_change_of_signal():
-    evaluate = load_bench("evaluate_builtin")
     motifs = read_truth_motifs(SAMPLE / "truth_motifs.bed")
     enhancer = next(e for e in read_truth_elements(SAMPLE / "truth_elements.bed") if e.role == "enhancer")
     centre = (enhancer.start + enhancer.end) // 2

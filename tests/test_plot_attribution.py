@@ -4,9 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from helpers import load_script
-
-plot = load_script("plot_attribution")
+from scripts import plot_attribution as plot
 
 
 def test_element_summary_ranks_counts_top_percent_and_ratio_to_the_median():

@@ -1,13 +1,12 @@
-"""The training script's counterfactual pairs: enhancers shuffled in place or SNVs, truth recomputed."""
+"""The training script's counterfactual pairs (enhancers shuffled in place or SNVs, truth
+recomputed), its curriculum stages, Taylor targets and a tiny run."""
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import load_script
 from pgf.sim.grammar import Layout, simulate_chromosome
-
-train = load_script("train_builtin")
+from scripts import train_builtin as train
 
 
 def _chromosome_with_a_pair(seed: int = 3):
@@ -79,18 +78,6 @@ def test_checkpoint_states_the_longest_window_trained_on(tmp_path):
     assert load_checkpoint(tmp_path).info.context_length == 65_536
 
 
-def test_site_sharpness_parsing():
-    assert train.parse_sharpness("0.5-3") == (0.5, 3.0)
-    assert train.parse_sharpness("3") == (3.0, 3.0)
-    for bad in ("3-1", "x-2", "0-1", ""):
-        try:
-            train.parse_sharpness(bad)
-        except Exception as error:  # argparse.ArgumentTypeError
-            assert "sharpness" in str(error)
-        else:
-            raise AssertionError(f"{bad!r} was accepted")
-
-
 def test_snv_copies_differ_by_their_snvs_and_carry_the_rescored_truth():
     """with_snvs: at most K bases change, half of them at planted sites; the copy's truth is
     the grammar applied to the edited sequence (a site's loss lowers its own bump)."""
@@ -107,26 +94,7 @@ def test_snv_copies_differ_by_their_snvs_and_carry_the_rescored_truth():
     assert np.array_equal(signals, expected) and not np.allclose(signals, chromosome.signals)
 
 
-def test_snv_kind_adds_the_weighted_difference_loss():
-    """A short kind with SNV copies draws windows then copies (one SNV batch) and its loss
-    grows by snv_weight x the difference term (same draws: same generator state)."""
-    from pgf.sim.grammar import Grammar
-
-    onehot, _ = train.make_snv_batch(np.random.default_rng(2), 1_024, 2, 4, train.short_layout())
-    assert onehot.shape == (4, 1_024, 4)
-    differing = (onehot[:2] != onehot[2:]).any(dim=2).sum(dim=1)
-    assert torch.all((differing >= 1) & (differing <= 4))
-    kind = train.window_kind(np.random.default_rng(3), 1_024, 4, train.short_layout(), False, Grammar())
-    kind = train.with_snv_copies(np.random.default_rng(4), kind, 4)
-    assert kind.snvs == 4 and kind.snv_difference_scale.shape == (2,) and not kind.paired
-    model = train.build_model(train.model_config(1_024, n_layer=1), seed=0)
-    with torch.no_grad():
-        plain, once, twice = (train.step_loss(model, kind, np.random.default_rng(9), 0.0, snv_weight=w).item()
-                              for w in (0.0, 1.0, 2.0))
-    assert once > plain
-    assert twice == pytest.approx(plain + 2 * (once - plain), rel=1e-5)
-
-
+@pytest.mark.slow
 def test_taylor_kind_trains_the_input_gradient_toward_the_truths_snv_effects():
     """make_taylor_batch marks one 200-bp readout per window and carries the truth's
     first-order SNV effects on it; the Taylor term is linear in its weight, positive, and
@@ -155,6 +123,7 @@ TINY_RUN = ["--steps", "2", "--layers", "1", "--short-length", "1024", "--short-
             "--long-pair-max", "7000", "--long-start", "1", "--long-every", "1", "--validate-every", "2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", [
     "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
 def test_a_tiny_run_trains_on_the_chosen_device_and_saves_a_cpu_checkpoint(tmp_path, device):
@@ -175,6 +144,7 @@ def test_a_tiny_run_trains_on_the_chosen_device_and_saves_a_cpu_checkpoint(tmp_p
     assert all(p.device.type == "cpu" for p in model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_asking_for_cuda_without_a_gpu_is_refused_with_the_reason(tmp_path):
     import subprocess
