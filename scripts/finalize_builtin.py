@@ -1,21 +1,23 @@
 """Finish a trained built-in model: its reference prediction and its model card.
 
-    python scripts/train_builtin.py --out DIR
-    python bench/evaluate_builtin.py --model DIR --out DIR/evaluation.json
-    python scripts/finalize_builtin.py DIR
+    python -m scripts.train_builtin_recipe configs/builtin_recipe_fast.json --out runs/fast
+    python -m bench.evaluate_builtin --model runs/fast/model --out runs/fast/model/evaluation.json
+    python -m scripts.finalize_builtin runs/fast/model
 
-Writes DIR/reference_prediction.json (outputs on a fixed simulated sequence,
-checked by the tests against the shipped weights) and DIR/MODEL_CARD.md,
-rendered only from DIR's config.json, training_log.json and evaluation.json,
-so every number in the card comes from the training log or the evaluation.
+(from the repository root). Writes DIR/reference_prediction.json (outputs on a fixed
+simulated sequence, checked by the tests against the shipped weights) and DIR/MODEL_CARD.md,
+scripts/templates/MODEL_CARD.md.tmpl filled only from DIR's config.json, training_log.json
+(as scripts/train_builtin_recipe.py writes it: the base run, its `fine_tuning` phases and the
+`recipe`) and evaluation.json, so every number in the card comes from the training log or the
+evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+from string import Template
 
 import numpy as np
 import torch
@@ -24,10 +26,9 @@ from pgf.io.onehot import one_hot
 from pgf.models.registry import load_checkpoint
 from pgf.sim.grammar import ENHANCER_WEIGHTS, PROMOTER_WEIGHTS, Grammar, Layout, simulate_chromosome
 from pgf.sim.motifs import load_motifs
+from scripts.train_builtin import long_layout, short_layout
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_builtin import long_layout  # noqa: E402  (the training layouts live in the training script)
-
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "MODEL_CARD.md.tmpl"
 REFERENCE_SEED = 7
 REFERENCE_LENGTH = 3000
 REFERENCE_POSITIONS = list(range(0, REFERENCE_LENGTH, 97))
@@ -53,6 +54,7 @@ def reference_prediction(directory: Path) -> dict:
 
 
 def _table(rows: list[list[str]]) -> str:
+    """A Markdown table; the first row is the header."""
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     return "\n".join(lines)
@@ -85,43 +87,9 @@ def _limitations(evaluation: dict) -> str:
     return "\n".join(lines) if lines else "- Every evaluation target is met."
 
 
-def _truth_ism(ism: dict) -> str:
-    """The same Pearson for the simulator's own truth, where the evaluation reports it."""
-    if "truth_pooled_pearson" not in ism:
-        return ""
-    return f"; the truth itself: {ism['truth_pooled_pearson']}"
-
-
-def _paired_text(args: dict) -> str:
-    """The counterfactual-pair part of the training recipe, when the run used one."""
-    if not args.get("paired_weight"):
-        return ""
-    return (
-        f"; every window is paired with a copy in which one enhancer (half the time every enhancer) is shuffled "
-        f"and the truth recomputed, and {args['paired_weight']:g} x the MSE of the predicted expression difference "
-        f"between the two (over its variance) is added, which trains the long-range path alone; the B and C rows "
-        f"of x_proj start scaled by {args.get('bc_scale', 1.0):g}"
-    )
-
-
-def _command(summary: dict) -> str:
-    """A run's command as today's train_builtin.py reproduces it: runs from before the graded
-    site affinities (no `affinity_scale` among their arguments) simulated what is now
-    `--affinity-scale 0`, so that is added, marked with a dagger."""
-    if "affinity_scale" in summary["arguments"]:
-        return f"`{summary['command']}`"
-    return f"`{summary['command']} --affinity-scale 0` (†)"
-
-
-AFFINITY_FOOTNOTE = (
-    "(†) run before the simulator graded its sites by affinity: every planted site then counted "
-    "fully, which is `--affinity-scale 0` of today's script (added to the command so that it reproduces the run)."
-)
-
-
 def _threads(training: dict, phases: list[dict]) -> str:
     """The thread counts the base run and its phases ran with ("1" or "1-2")."""
-    counts = sorted({run.get("threads", 1) for run in [training, *phases]})
+    counts = sorted({run["threads"] for run in [training, *phases]})
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
@@ -133,52 +101,10 @@ def _short_every(phases: list[dict]) -> str:
     return ", ".join(f"{v} (phase {i})" for i, v in enumerate(values, 1))
 
 
-def _fine_tuning_text(training: dict) -> str:
-    """The curriculum fine-tuning phases that followed the base run, if any (training_log.json's
-    `fine_tuning`: one summary per phase, as train_builtin.py writes it)."""
-    phases = training.get("fine_tuning", [])
-    if not phases:
-        return ""
-    lines = [
-        "",
-        "Then fine-tuned, each phase starting from the previous one's weights (`--init-from`), on",
-        "counterfactual pairs: every paired window comes with a copy in which one enhancer (half the time",
-        "every enhancer) is shuffled and the truth recomputed, and W x the MSE of the predicted expression",
-        "difference between the two (over its variance) is added to the loss; only the path from the",
-        "enhancers to the promoter can produce that difference. Each `--stage STEPS:LENGTH:LO-HI` trains on",
-        "windows of LENGTH bp whose distal pairs lie LO-HI bp apart, one step in "
-        f"{_short_every(phases)} being a plain short batch,",
-        "so the distance over which enhancers are read grows stage by stage"
-        + ("" if not any(p["arguments"].get("taylor_weight") for p in phases) else
-           "; phases with `--taylor-weight W` also train the model's first-order SNV effects on a 200-bp "
-           "readout (its input gradient) toward the truth's, W x their MSE over its variance (double backward), "
-           "and a stage ending in `:genome` uses the sample genome's sparse element spacing") + ":",
-        "",
-    ]
-    rows = [["phase", "command", "minutes", "final validation Pearson", "pair-difference Pearson"]]
-    for number, phase in enumerate(phases, 1):
-        rows.append([
-            str(number), _command(phase), f"{phase['train_seconds'] / 60:.1f}",
-            ", ".join(str(v) for v in phase["final_validation_pearson"].values()),
-            str(phase["final_validation_pair_difference_pearson"]),
-        ])
-    total = (training["train_seconds"] + sum(p["train_seconds"] for p in phases)) / 60
-    lines += [
-        _table(rows),
-        "",
-        "Pair-difference Pearson: predicted vs true expression difference between validation windows and "
-        f"their enhancer-shuffled copies (the base run: {training.get('final_validation_pair_difference_pearson', 'not measured')}). "
-        f"All phases together: {total:.0f} min on {_threads(training, phases)} CPU thread(s) each.",
-    ]
-    if any("affinity_scale" not in p["arguments"] for p in [training, *phases]):
-        lines += ["", AFFINITY_FOOTNOTE]
-    return "\n".join(lines) + "\n"
-
-
 def _ran_on(training: dict) -> str:
     """'2 thread(s): 35.2 min on the CPU it ran on', or the GPU's name for a GPU run."""
     minutes = f"{training['train_seconds'] / 60:.1f} min"
-    device = training.get("device", "cpu")
+    device = training.get("device", "cpu")  # the shipped log predates the field: a CPU run
     if device == "cpu":
         return f"{training['threads']} thread(s): {minutes} on the CPU it ran on"
     return f"on a GPU ({device}): {minutes}"
@@ -194,110 +120,107 @@ def _recipe_text(training: dict) -> str:
             f"({len(recipe['phases'])} phases, {minutes} of wall time on the machine it ran on).\n\n")
 
 
-def render_card(config: dict, training: dict, evaluation: dict) -> str:
-    """MODEL_CARD.md from the three JSON files (nothing else)."""
-    args = training["arguments"]
-    motifs = load_motifs()
+def _recipe_text(training: dict) -> str:
+    """How to retrain the model with one command, when it came from scripts/train_builtin_recipe.py."""
+    recipe = training.get("recipe")
+    if not recipe:
+        return ""
+    minutes = f"{recipe['wall_seconds'] / 60:.1f} min" if recipe.get("wall_seconds") else "an unknown time"
+    return (f"One command trains it, every phase below in turn: `{recipe['command']}` "
+            f"({len(recipe['phases'])} phases, {minutes} of wall time on the machine it ran on).\n\n")
+
+
+def _model_fields(config: dict) -> dict:
+    """The architecture and the simulator's grammar and motifs."""
     grammar = Grammar()
-    long = long_layout(args["long_pair_max"])
-    log = training["log"]
-    validations = [e for e in log if "validation_pearson" in e]
-    checkpoints = [validations[i] for i in sorted({0, len(validations) // 2, len(validations) - 1})]
-    prediction = evaluation["prediction_pearson"]
-    auroc = evaluation["motif_auroc"]
-    distal = evaluation["distal_enhancers"]
-    ism = evaluation["taylor_ism"]
+    weights = {**PROMOTER_WEIGHTS, **ENHANCER_WEIGHTS}
     motif_rows = [["motif", "JASPAR id", "role", "weight"]] + [
-        [m.name, m.matrix_id, m.role, str({**PROMOTER_WEIGHTS, **ENHANCER_WEIGHTS}.get(m.name, "-"))] for m in motifs.values()
+        [m.name, m.matrix_id, m.role, str(weights.get(m.name, "-"))] for m in load_motifs().values()
     ]
-    distal_rows = [["promoter", "enhancer", "distance", "best enhancer base rank", "enhancer / background", "promoter / background"]] + [
+    return {
+        "channels": ", ".join(config["channels"]),
+        **{key: config[key] for key in ("d_model", "n_layer", "d_state", "d_conv", "expand", "bidirectional_strategy")},
+        "context_length": f"{config['context_length']:,}",
+        "motif_table": _table(motif_rows),
+        "silencer_range": f"{grammar.silencer_range:,}",
+        "silencer_factor": grammar.silencer_factor,
+        "decay_length": f"{grammar.decay_length:,.0f}",
+        "max_activity": f"{grammar.basal + grammar.max_boost:g}",
+        **{key: f"{getattr(grammar, key):g}" for key in (
+            "affinity_scale", "basal", "max_boost", "expression_width", "accessibility_width",
+            "insulator_accessibility", "silencer_accessibility")},
+    }
+
+
+def _training_fields(training: dict) -> dict:
+    """The base run's windows, command and validation, and the fine-tuning phases' table."""
+    args, phases = training["arguments"], training["fine_tuning"]
+    short, long = short_layout(), long_layout(args["long_pair_max"])
+    validations = [e for e in training["log"] if "validation_pearson" in e]
+    checkpoints = [validations[i] for i in sorted({0, len(validations) // 2, len(validations) - 1})]
+    phase_rows = [["phase", "command", "minutes", "final validation Pearson", "pair-difference Pearson"]] + [
+        [str(number), f"`{phase['command']}`", f"{phase['train_seconds'] / 60:.1f}",
+         ", ".join(str(v) for v in phase["final_validation_pearson"].values()),
+         str(phase["final_validation_pair_difference_pearson"])]
+        for number, phase in enumerate(phases, 1)
+    ]
+    total = (training["train_seconds"] + sum(p["train_seconds"] for p in phases)) / 60
+    return {
+        "seed": training["seed"], "steps": args["steps"], "lr": args["lr"], "torch": training["torch"],
+        "short_length": f"{args['short_length']:,}", "short_batch": args["short_batch"],
+        "short_promoter_every": f"{short.promoter_every:,.0f}", "short_enhancer_every": f"{short.enhancer_every:,.0f}",
+        "short_insulator_every": f"{short.insulator_every:,.0f}",
+        "long_start": args["long_start"], "long_every": args["long_every"], "long_length": f"{args['long_length']:,}",
+        "long_promoter_every": f"{long.promoter_every:,.0f}", "long_enhancer_every": f"{long.enhancer_every:,.0f}",
+        "long_insulator_every": f"{long.insulator_every:,.0f}",
+        "long_pair_min": f"{long.distal_range[0]:,}", "long_pair_max": f"{long.distal_range[1]:,}",
+        "recipe": _recipe_text(training), "command": training["command"], "ran_on": _ran_on(training),
+        "checkpoint_table": _table([["step", "loss", "validation Pearson (expression, accessibility)"]] + [
+            [str(e["step"]), str(e["loss"]), ", ".join(map(str, e["validation_pearson"]))] for e in checkpoints]),
+        "short_every": _short_every(phases),
+        "phase_table": _table(phase_rows),
+        "base_pair_difference": training["final_validation_pair_difference_pearson"],
+        "total_minutes": f"{total:.0f}",
+        "threads": _threads(training, phases),
+    }
+
+
+def _evaluation_fields(evaluation: dict) -> dict:
+    """The held-out evaluation's numbers and its distal-enhancer table."""
+    auroc, distal, ism = evaluation["motif_auroc"], evaluation["distal_enhancers"], evaluation["taylor_ism"]
+    distal_rows = [["promoter", "enhancer", "distance", "best enhancer base rank", "enhancer / background",
+                    "promoter / background"]] + [
         [c["promoter"], c["enhancer"], f"{c['distance_bp']:,} bp", f"{c['best_enhancer_base_rank']:,} of {c['region_length']:,}",
          f"{c['enhancer_to_background_ratio']}x", f"{c['promoter_to_background_ratio']}x"]
         for c in distal["cases"]
     ]
-    return f"""# pgf built-in model
+    return {
+        "checksum": evaluation["checksum"],
+        "expression": evaluation["prediction_pearson"]["expression"],
+        "accessibility": evaluation["prediction_pearson"]["accessibility"],
+        "auroc_target": auroc["target"], "motif_bases": f"{auroc['motif_bases']:,}",
+        "background_bases": f"{auroc['background_bases']:,}", "auroc": auroc["auroc"],
+        "distal_found": distal["enhancers_in_top_1_percent"], "distal_cases": distal["n_cases"],
+        "ism_windows": len(ism["windows"]), "truth_ism": ism["truth_pooled_pearson"],
+        "ism_pooled": ism["pooled_pearson"], "ism_mean": ism["mean_window_pearson"],
+        "distal_table": _table(distal_rows),
+        "limitations": _limitations(evaluation),
+    }
 
-`--model builtin` (the default of every pgf command). A bidirectional selective
-state-space model (pgf-track-ssm: BiMamba blocks, weight-tied in/out projections)
-with a per-position regression head, **trained on simulated DNA** whose regulatory
-grammar is known exactly. It is a demonstration and a ground-truth check for
-attribution methods; it is not a model of any real genome and its outputs mean
-nothing on real sequence.
 
-- checksum: `sha256:{evaluation['checksum']}`
-- outputs (`track`): {', '.join(config['channels'])}
-- config: d_model {config['d_model']}, {config['n_layer']} layers, d_state {config['d_state']}, d_conv {config['d_conv']},
-  expand {config['expand']}, bidirectional strategy `{config['bidirectional_strategy']}`; trained on windows up to
-  {config['context_length']:,} bp (longer regions run, exactly, one pass)
-
-## Data recipe (pgf/sim)
-Background: first-order Markov chain, GC 0.41, CpG observed/expected ~0.25.
-Planted elements, built from JASPAR CORE matrices (pgf/sim/motifs.json, instances drawn
-from each column's frequencies cubed):
-
-{_table(motif_rows)}
-
-- promoter: 1-3 core motifs in 150 bp, base strength = sum of weight x affinity;
-- enhancer: 2-4 motifs in 200 bp, strength = sum of weight x affinity;
-- insulator: a CTCF site, splitting the chromosome into domains;
-- silencer: a REST site; promoters within {grammar.silencer_range:,} bp are scaled by {grammar.silencer_factor}.
-
-A site's affinity is exp({grammar.affinity_scale:g} x (log P(instance) - log P(consensus))) under its matrix: planted
-instances count 0.2-1 (truth_motifs.bed's score is 1000 x the affinity), and each mismatch lowers
-a site's effect by how much it costs in the matrix.
-
-Promoter activity = base x silencing x ({grammar.basal:g} + {grammar.max_boost:g} tanh(E / {grammar.max_boost:g})), E = the sum over
-enhancers in the same CTCF-bounded domain of strength x exp(-distance / {grammar.decay_length:,.0f} bp): a promoter
-without an enhancer in its domain runs at the basal {grammar.basal:g}, one with enhancers up to {grammar.basal + grammar.max_boost:g}x that.
-Tracks, as Gaussian bumps on the planted motif sites: `expression` (sd {grammar.expression_width:g} bp) shares a
-promoter's activity among its motifs by weight x affinity; `accessibility` (sd {grammar.accessibility_width:g} bp) is each
-site's own height (half its weight, CTCF {grammar.insulator_accessibility:g}, REST {grammar.silencer_accessibility:g}; times its affinity): short range only.
-
-Training examples are freshly simulated chromosomes (seeds from {training['seed']}; the sample
-genome has its own seed and is never trained on), planted more densely than the sample genome:
-{args['short_length']:,}-bp windows (batch {args['short_batch']}; a promoter every ~{1000 * args['short_spacing']:,.0f} bp, an enhancer
-every ~{1500 * args['short_spacing']:,.0f} bp, a CTCF site every ~{3000 * args['short_spacing']:,.0f} bp), and from step {args['long_start']} one step
-in {args['long_every']} a {args['long_length']:,}-bp window (a promoter every ~{long.promoter_every:,.0f} bp, an enhancer and a CTCF site
-every ~{long.enhancer_every:,.0f} and ~{long.insulator_every:,.0f} bp) with two promoter-enhancer pairs
-{long.distal_range[0]:,}-{long.distal_range[1]:,} bp apart (nothing between them, a CTCF site 1-3 kb beyond the promoter).
-
-## Training
-{_recipe_text(training)}{_command(training)} (seed {training['seed']}, {args['steps']} steps, AdamW lr {args['lr']} with
-warm-up and cosine decay, loss = per-channel MSE / channel variance{_paired_text(args)}), torch {training['torch']},
-{_ran_on(training)}.{(' ' + training['note'][0].upper() + training['note'][1:] + '.') if training.get('note') else ''}
-
-{_table([["step", "loss", "validation Pearson (expression, accessibility)"]] + [[str(e['step']), str(e['loss']), ", ".join(map(str, e['validation_pearson']))] for e in checkpoints])}
-{_fine_tuning_text(training)}
-## Held-out evaluation on sample_data/ (`python bench/evaluate_builtin.py`)
-| metric | value | target |
-|---|---|---|
-| prediction Pearson r, expression | {prediction['expression']} | >= 0.8 |
-| prediction Pearson r, accessibility | {prediction['accessibility']} | >= 0.8 |
-| motif AUROC of abs(input x gradient), target {auroc['target']} ({auroc['motif_bases']:,} motif vs {auroc['background_bases']:,} background bases) | {auroc['auroc']} | >= 0.95 |
-| distal enhancers (>= 20 kb) in the top 1% of their region | {distal['enhancers_in_top_1_percent']} of {distal['n_cases']} | |
-| Taylor-ISM vs exact ISM Pearson (pooled, {len(ism['windows'])} windows of 200 bp){_truth_ism(ism)} | {ism['pooled_pearson']} | >= 0.7 |
-| Taylor-ISM vs exact ISM Pearson (mean over windows) | {ism['mean_window_pearson']} | |
-
-Distal enhancers: gradient of one promoter's expression (summed over its centre +- 100 bp)
-over its showcase region (sample_data/regions.bed); ranks among all bases of the region by
-abs(input x gradient):
-
-{_table(distal_rows)}
-
-## Limitations
-{_limitations(evaluation)}
-"""
+def render_card(config: dict, training: dict, evaluation: dict) -> str:
+    """MODEL_CARD.md from the three JSON files (nothing else) and the template."""
+    fields = {**_model_fields(config), **_training_fields(training), **_evaluation_fields(evaluation)}
+    return Template(TEMPLATE.read_text()).substitute(fields)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path)
-    args = parser.parse_args()
-    directory = args.directory
+    directory = parser.parse_args().directory
     (directory / "reference_prediction.json").write_text(json.dumps(reference_prediction(directory)) + "\n")
-    config = json.loads((directory / "config.json").read_text())
-    training = json.loads((directory / "training_log.json").read_text())
-    evaluation = json.loads((directory / "evaluation.json").read_text())
+    config, training, evaluation = (json.loads((directory / f"{name}.json").read_text())
+                                    for name in ("config", "training_log", "evaluation"))
     (directory / "MODEL_CARD.md").write_text(render_card(config, training, evaluation))
     print(f"wrote {directory / 'reference_prediction.json'} and {directory / 'MODEL_CARD.md'}")
 
