@@ -3,12 +3,14 @@
 Every kernel has a pure-PyTorch reference beside it. The references run
 anywhere (CPU, CUDA) and are the ground truth the Triton kernels are tested
 against; they are differentiable with plain autograd. `selective_scan`
-dispatches between the reference and the Triton kernels (`triton_scan`,
-imported lazily so that a machine without Triton still works).
+dispatches between the reference, the Triton kernels (`triton_scan`) and the
+compiled CPU kernels (`cpu_scan`, numba), both imported lazily so that a machine
+without Triton or numba still works.
 """
 
 from pgf_kernels.ops import (
     BACKENDS,
+    cpu_unavailable_reason,
     get_kernel_backend,
     kernel_backend,
     resolve_backend,
@@ -20,6 +22,7 @@ from pgf_kernels.reference import selective_scan_ref
 
 __all__ = [
     "BACKENDS",
+    "cpu_unavailable_reason",
     "get_kernel_backend",
     "kernel_backend",
     "resolve_backend",

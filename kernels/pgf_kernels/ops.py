@@ -1,17 +1,20 @@
-"""`selective_scan`: one entry point, the PyTorch reference or the Triton kernels behind it.
+"""`selective_scan`: one entry point, the PyTorch reference, the Triton or the CPU kernels behind it.
 
 Layout and semantics are those of `selective_scan_ref`:
     x, delta, z (b, L, E); B, C (b, L, N); A (E, N); D (E,); h0, h_last (b, E, N).
 
 Backends: "reference" (pure PyTorch, any device, differentiable in everything), "triton"
-(the kernels in `triton_scan`: input gradients and tangents only, never dA or dD), and
-"auto" (the default): Triton for CUDA tensors when Triton is importable and neither A nor D
-needs a gradient, the reference otherwise. The Triton path is registered as a
-`torch.autograd.Function` with `backward` (the adjoint kernel), `jvp` (the fused tangent
+(the kernels in `triton_scan`: input gradients and tangents only, never dA or dD), "cpu"
+(the compiled numba kernels in `cpu_scan`: CPU tensors; gradients for every input, dA and dD
+included; tangents), and "auto" (the default): Triton for CUDA tensors when Triton is
+importable and neither A nor D needs a gradient; for CPU tensors the CPU kernels when
+`AUTO_PICKS_CPU_KERNELS` is set and numba is importable; the reference otherwise. The
+Triton path is registered as a `torch.autograd.Function` with `backward` (the adjoint kernel), `jvp` (the fused tangent
 kernel) and `vmap` rules, so plain autograd, `torch.func.jvp` and
 `vmap(lambda t: jvp(f, primals, (t,)))` (one primal, many tangents: the tangent engine) all
 run the kernels. Under vmap the tangent kernel receives the vmapped dimension folded into
-its K (directions) dimension.
+its K (directions) dimension. The CPU kernels are registered the same way (`_CpuScanFunction`,
+`_CpuTangentFunction`, `_CpuAdjointFunction`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ import torch
 
 from pgf_kernels.reference import selective_scan_ref
 
-BACKENDS = ("reference", "triton", "auto")
+BACKENDS = ("reference", "triton", "cpu", "auto")
 _backend = "auto"
+# Whether "auto" runs the compiled CPU kernels on CPU tensors. Off until the tests that pin
+# "auto on CPU = reference" (tests/test_cli_kernels.py, tests/test_kernels_triton.py) are
+# updated by their owners; "cpu" selects the kernels explicitly meanwhile.
+AUTO_PICKS_CPU_KERNELS = False
 
 
 def _check_name(name: str) -> str:
@@ -34,7 +41,7 @@ def _check_name(name: str) -> str:
 
 
 def set_kernel_backend(name: str) -> None:
-    """Set the process-wide default backend ("reference", "triton" or "auto")."""
+    """Set the process-wide default backend ("reference", "triton", "cpu" or "auto")."""
     global _backend
     _backend = _check_name(name)
 
@@ -64,6 +71,24 @@ def _triton_module():
     return triton_scan
 
 
+def _cpu_module():
+    """The compiled CPU kernel module, or None when numba cannot be imported."""
+    try:
+        from pgf_kernels import cpu_scan
+    except ImportError:
+        return None
+    return cpu_scan if cpu_scan.available() else None
+
+
+def cpu_unavailable_reason(device: torch.device) -> str | None:
+    """Why the compiled CPU kernels cannot run on tensors on `device` (None when they can)."""
+    if _cpu_module() is None:
+        return "numba is not installed (pip install numba), use the reference kernels (--kernels reference)"
+    if device.type != "cpu":
+        return f"the CPU kernels need CPU tensors, got {device.type} tensors; use --kernels auto or triton"
+    return None
+
+
 def triton_unavailable_reason(device: torch.device) -> str | None:
     """Why the Triton kernels cannot run on tensors on `device` (None when they can).
 
@@ -91,15 +116,22 @@ def _wants_parameter_grad(A: torch.Tensor, D: torch.Tensor | None) -> bool:
 
 
 def resolve_backend(x: torch.Tensor, A: torch.Tensor, D: torch.Tensor | None, backend: str | None = None) -> str:
-    """"reference" or "triton" for these tensors; raises RuntimeError when "triton" is forced
-    where it cannot run."""
+    """"reference", "triton" or "cpu" for these tensors; raises RuntimeError when "triton" or
+    "cpu" is forced where it cannot run."""
     name = _check_name(backend or _backend)
     if name == "reference":
         return name
     if name == "auto":
         if x.is_cuda and _triton_module() is not None and not _wants_parameter_grad(A, D):
             return "triton"
+        if AUTO_PICKS_CPU_KERNELS and x.device.type == "cpu" and _cpu_module() is not None:
+            return "cpu"
         return "reference"
+    if name == "cpu":
+        reason = cpu_unavailable_reason(x.device)
+        if reason is not None:
+            raise RuntimeError(f"kernel backend 'cpu' cannot run here: {reason}")
+        return "cpu"
     reason = triton_unavailable_reason(x.device)
     if reason is not None:
         raise RuntimeError(f"kernel backend 'triton' cannot run here: {reason}")
@@ -122,9 +154,11 @@ def selective_scan(
     """(y (b, L, E), h_last (b, E, N)) of the selective scan from state h0, as
     `selective_scan_ref`, computed by `backend` (default: the current default backend).
     `chunk` (positions per chunk) changes only the order of work."""
-    if resolve_backend(x, A, D, backend) == "reference":
+    name = resolve_backend(x, A, D, backend)
+    if name == "reference":
         return selective_scan_ref(x, delta, A, B, C, D, z, h0, chunk=chunk)
-    y, h_last, _ = _ScanFunction.apply(x, delta, A, B, C, D, z, h0, chunk)
+    function = _CpuScanFunction if name == "cpu" else _ScanFunction
+    y, h_last, _ = function.apply(x, delta, A, B, C, D, z, h0, chunk)
     return y, h_last
 
 
@@ -278,3 +312,135 @@ class _AdjointFunction(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, *args):
         return _loop_vmap(_AdjointFunction.apply, info.batch_size, in_dims, args)
+
+
+# ----------------------------------------------------------------------------------------------
+# the compiled CPU kernels (numba), registered like the Triton ones; they also give dA and dD
+
+
+def _cpu_no_higher_order(*_):
+    raise RuntimeError("derivatives of the CPU scan's derivatives are not supported; use the reference kernels (--kernels reference)")
+
+
+class _CpuScanFunction(torch.autograd.Function):
+    """CPU scan: (x, delta, A, B, C, D, z, h0, chunk) -> (y, h_last, chunk starts (b, nc, E, N))."""
+
+    @staticmethod
+    def forward(x, delta, A, B, C, D, z, h0, chunk):
+        from pgf_kernels import cpu_scan
+
+        return cpu_scan.scan_forward(x, delta, A, B, C, D, z, h0, chunk=chunk)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, delta, A, B, C, D, z, h0, chunk = inputs
+        ctx.mark_non_differentiable(output[2])
+        ctx.chunk = chunk
+        ctx.h0_dtype = h0.dtype if h0 is not None else None
+        ctx.save_for_backward(x, delta, A, B, C, D, z, output[2])
+        ctx.save_for_forward(x, delta, A, B, C, D, z, h0)
+
+    @staticmethod
+    def backward(ctx, dy, dh_last, _dstarts):
+        x, delta, A, B, C, D, z, starts = ctx.saved_tensors
+        dx, ddelta, dB, dC, dz, dh0, dA, dD = _CpuAdjointFunction.apply(
+            x, delta, A, B, C, D, z, starts, dy, dh_last, ctx.chunk
+        )
+        need = ctx.needs_input_grad
+        return (
+            dx.to(x.dtype) if need[0] else None,
+            ddelta.to(delta.dtype) if need[1] else None,
+            dA.to(A.dtype) if need[2] else None,
+            dB.to(B.dtype) if need[3] else None,
+            dC.to(C.dtype) if need[4] else None,
+            dD.to(D.dtype) if need[5] and D is not None else None,
+            dz.to(z.dtype) if need[6] and z is not None else None,
+            dh0.to(ctx.h0_dtype) if need[7] else None,
+            None,
+        )
+
+    @staticmethod
+    def jvp(ctx, x_t, delta_t, A_t, B_t, C_t, D_t, z_t, h0_t, _chunk_t):
+        x, delta, A, B, C, D, z, h0 = ctx.saved_tensors
+        tangents = [x_t, delta_t, A_t, B_t, C_t, D_t, z_t, h0_t]
+        # one direction (K = 1); under vmap _CpuTangentFunction folds the vmapped dim into K
+        tangents = [t.unsqueeze(0) if t is not None else None for t in tangents]
+        y_t, h_t = _CpuTangentFunction.apply(x, delta, A, B, C, D, z, h0, *tangents)
+        return y_t.squeeze(0), h_t.squeeze(0), None
+
+    @staticmethod
+    def vmap(info, in_dims, x, delta, A, B, C, D, z, h0, chunk):
+        V = info.batch_size
+        dims = in_dims[:8]
+        if dims[2] is None and dims[5] is None:  # fold the vmapped dim into the batch dim
+
+            def fold(t, d):
+                moved = _moved(t, d, V)
+                return None if moved is None else moved.reshape(V * moved.shape[1], *moved.shape[2:])
+
+            y, h_last, starts = _CpuScanFunction.apply(
+                fold(x, dims[0]), fold(delta, dims[1]), A, fold(B, dims[3]), fold(C, dims[4]), D,
+                fold(z, dims[6]), fold(h0, dims[7]), chunk,
+            )
+            unfold = lambda t: t.reshape(V, t.shape[0] // V, *t.shape[1:])  # noqa: E731
+            return (unfold(y), unfold(h_last), unfold(starts)), (0, 0, 0)
+        return _loop_vmap(_CpuScanFunction.apply, V, in_dims, (x, delta, A, B, C, D, z, h0, chunk))
+
+
+class _CpuTangentFunction(torch.autograd.Function):
+    """(primals..., tangents with a leading K...) -> (y' (K, b, L, E), h_last' (K, b, E, N))."""
+
+    @staticmethod
+    def forward(x, delta, A, B, C, D, z, h0, x_t, delta_t, A_t, B_t, C_t, D_t, z_t, h0_t):
+        from pgf_kernels import cpu_scan
+
+        tangents = (x_t, delta_t, A_t, B_t, C_t, D_t, z_t, h0_t)
+        return cpu_scan.scan_tangent(x, delta, A, B, C, D, z, h0, tangents, K=_directions(tangents))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    backward = staticmethod(_cpu_no_higher_order)
+    jvp = staticmethod(_cpu_no_higher_order)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        V = info.batch_size
+        primals, tangents = args[:8], args[8:16]
+        if all(d is None for d in in_dims[:8]):
+            # the fast path (the tangent engine): one primal, the vmapped dim becomes directions
+            moved = [_moved(t, d, V) for t, d in zip(tangents, in_dims[8:16])]  # (V, K, ...)
+            K = next((m.shape[1] for m in moved if m is not None), 1)
+            folded = [None if m is None else m.reshape(V * K, *m.shape[2:]) for m in moved]
+            if all(m is None for m in folded):
+                folded[0] = primals[0].new_zeros(V * K, *primals[0].shape)
+            y_t, h_t = _CpuTangentFunction.apply(*primals, *folded)
+            return (y_t.reshape(V, K, *y_t.shape[1:]), h_t.reshape(V, K, *h_t.shape[1:])), (0, 0)
+        return _loop_vmap(_CpuTangentFunction.apply, V, in_dims, args)
+
+
+class _CpuAdjointFunction(torch.autograd.Function):
+    """(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk) -> (dx, ddelta, dB, dC, dz, dh0, dA, dD),
+    in the work dtype; dz (dD) is an empty tensor when z (D) is None."""
+
+    @staticmethod
+    def forward(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk):
+        from pgf_kernels import cpu_scan
+
+        dx, ddelta, dB, dC, dz, dh0, dA, dD = cpu_scan.scan_backward(
+            x, delta, A, B, C, D, z, starts, dy, dh_last, chunk=chunk
+        )
+        empty = dx.new_empty(0)
+        return dx, ddelta, dB, dC, empty if dz is None else dz, dh0, dA, empty if dD is None else dD
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    backward = staticmethod(_cpu_no_higher_order)
+    jvp = staticmethod(_cpu_no_higher_order)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _loop_vmap(_CpuAdjointFunction.apply, info.batch_size, in_dims, args)
