@@ -41,6 +41,7 @@ def reference_input() -> str:
 
 
 def reference_prediction(directory: Path) -> dict:
+    """The model's outputs at REFERENCE_POSITIONS of reference_input() (rounded to 6 digits)."""
     model = load_checkpoint(directory).model.eval()
     onehot = torch.from_numpy(one_hot(reference_input())).float().unsqueeze(0)
     with torch.no_grad():
@@ -108,16 +109,6 @@ def _ran_on(training: dict) -> str:
     if device == "cpu":
         return f"{training['threads']} thread(s): {minutes} on the CPU it ran on"
     return f"on a GPU ({device}): {minutes}"
-
-
-def _recipe_text(training: dict) -> str:
-    """How to retrain the model with one command, when it came from scripts/train_builtin_recipe.py."""
-    recipe = training.get("recipe")
-    if not recipe:
-        return ""
-    minutes = f"{recipe['wall_seconds'] / 60:.1f} min" if recipe.get("wall_seconds") else "an unknown time"
-    return (f"One command trains it, every phase below in turn: `{recipe['command']}` "
-            f"({len(recipe['phases'])} phases, {minutes} of wall time on the machine it ran on).\n\n")
 
 
 def _recipe_text(training: dict) -> str:

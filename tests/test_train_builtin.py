@@ -99,7 +99,7 @@ def test_taylor_kind_trains_the_input_gradient_toward_the_truths_snv_effects():
     """make_taylor_batch marks one 200-bp readout per window and carries the truth's
     first-order SNV effects on it; the Taylor term is linear in its weight, positive, and
     reaches the parameters through the input gradient (double backward)."""
-    from pgf.sim.grammar import Grammar, first_order_snv_effects
+    from pgf.sim.grammar import Grammar
 
     onehot, signals, mask, effects = train.make_taylor_batch(np.random.default_rng(2), 1_024, 2, train.short_layout())
     assert onehot.shape == (2, 1_024, 4) and mask.shape == signals.shape == (2, 1_024, 2) and effects.shape == (2, 1_024, 4)
