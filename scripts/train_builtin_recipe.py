@@ -88,6 +88,26 @@ def write_model_folder(out: Path, commands: list[tuple[str, Path, list[str]]], l
     return folder
 
 
+def run_phase(name: str, folder: Path, phase_args: list[str], earlier: dict) -> dict:
+    """Train one phase (or keep it, with its time from the `earlier` log entry, when its
+    checkpoint is there); its recipe_log.json entry."""
+    entry = {"name": name, "command": " ".join([TRAIN_COMMAND, *phase_args])}
+    if finished(folder):
+        entry["kept"] = True
+        if "seconds" in earlier:
+            entry["seconds"] = earlier["seconds"]
+        print(f"phase {name}: kept {folder} (already trained)", flush=True)
+    else:
+        print(f"phase {name}: {entry['command']}", flush=True)
+        began = time.perf_counter()
+        done = subprocess.run([sys.executable, str(TRAIN), *phase_args])
+        if done.returncode != 0:
+            raise SystemExit(f"error: phase {name} failed (exit {done.returncode}); rerun to resume from it")
+        entry["seconds"] = round(time.perf_counter() - began, 1)
+    entry["train_seconds"] = json.loads((folder / "training_log.json").read_text())["train_seconds"]
+    return entry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", type=Path)
@@ -105,21 +125,7 @@ def main() -> None:
     earlier = {p["name"]: p for p in json.loads(log_path.read_text())["phases"]} if log_path.is_file() else {}
     log = {"recipe": str(args.recipe), "phases": []}
     for name, folder, phase_args in commands:
-        entry = {"name": name, "command": " ".join([TRAIN_COMMAND, *phase_args])}
-        if finished(folder):
-            entry["kept"] = True
-            if "seconds" in earlier.get(name, {}):
-                entry["seconds"] = earlier[name]["seconds"]
-            print(f"phase {name}: kept {folder} (already trained)", flush=True)
-        else:
-            print(f"phase {name}: {entry['command']}", flush=True)
-            began = time.perf_counter()
-            done = subprocess.run([sys.executable, str(TRAIN), *phase_args])
-            if done.returncode != 0:
-                raise SystemExit(f"error: phase {name} failed (exit {done.returncode}); rerun to resume from it")
-            entry["seconds"] = round(time.perf_counter() - began, 1)
-        entry["train_seconds"] = json.loads((folder / "training_log.json").read_text())["train_seconds"]
-        log["phases"].append(entry)
+        log["phases"].append(run_phase(name, folder, phase_args, earlier.get(name, {})))
     # wall time of every phase (process start and data set-up included), also of phases a
     # resumed run kept; null when a kept phase's time is unknown
     timed = [p.get("seconds") for p in log["phases"]]
