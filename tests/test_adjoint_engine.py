@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import build, onehot
-from pgf.engine.adjoint import AdjointEngine
+from pgf.engine.tiled import PgfEngine
 from pgf.engine.autograd import AutogradEngine
 from pgf.models.targets import parse_target
 
@@ -15,8 +15,8 @@ def compare(model, target_spec, L, tile, dtype=torch.float64, start=5000, batch=
     if window:
         target = target.with_window("chr1", start + window[0], start + window[1])
     starts = [start] * batch
-    expected = AutogradEngine().gradient(model, x, target, starts)
-    got = AdjointEngine(tile=tile).gradient(model, x, target, starts)
+    expected = AutogradEngine().gradient(model, x, target.readout(starts))
+    got = PgfEngine(tile=tile).gradient(model, x, target.readout(starts))
     scale = expected.gradient.abs().max()
     assert scale > 0
     gradient_error = float((got.gradient - expected.gradient).abs().max() / scale)
@@ -75,6 +75,6 @@ def test_length_one_tile_one_for_language_models():
 def test_progress_counts_to_total_and_parameters_stay_trainable():
     model = build("caduceus-ps").double()
     calls = []
-    AdjointEngine(tile=16).gradient(model, onehot(40), parse_target(None, model), [0], lambda d, t: calls.append((d, t)))
+    PgfEngine(tile=16).gradient(model, onehot(40), parse_target(None, model).readout([0]), lambda d, t: calls.append((d, t)))
     assert calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1]
     assert all(p.requires_grad for p in model.parameters())

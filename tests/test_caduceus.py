@@ -12,6 +12,7 @@ from pgf.errors import ModelError
 from pgf.models.caduceus import flip_lc
 from pgf.models.registry import load_model
 from pgf.models.targets import parse_target
+from mixers import bimamba as whole
 
 D, N, E, K = 8, 4, 16, 4
 R = math.ceil(D / 16)
@@ -122,7 +123,7 @@ def test_ps_fused_half_selection_is_pinned(tmp_path):
     with torch.no_grad():
         normed_fwd, normed_rc = rms(second, w), flip_lc(rms(flip_lc(first), w))  # the swap
         residual = torch.cat([second, first], dim=-1)
-        mixed = torch.cat([bimamba(normed_fwd), flip_lc(bimamba(flip_lc(normed_rc)))], dim=-1)
+        mixed = torch.cat([whole(bimamba, normed_fwd), flip_lc(whole(bimamba, flip_lc(normed_rc)))], dim=-1)
         summed = mixed + residual
         final = torch.cat([rms(summed[..., :D], w_f), flip_lc(rms(flip_lc(summed[..., D:]), w_f))], dim=-1)  # no swap
         expected = final[..., :D] @ W.T + final[..., D:].flip(-1) @ W[CMAP_LIST].T
@@ -143,7 +144,7 @@ def test_ph_matches_a_plain_statement(tmp_path):
         hidden, residual = W[ids], None
         for i, layer in enumerate(model.caduceus.backbone.layers):
             residual = hidden if residual is None else hidden + residual
-            hidden = layer.bimamba(rms(residual, state[f"{pre}layers.{i}.norm.weight"]))
+            hidden = whole(layer.bimamba, rms(residual, state[f"{pre}layers.{i}.norm.weight"]))
         logits = rms(hidden + residual, state[pre + "norm_f.weight"]) @ W.T  # LM head tied to the embeddings
         torch.testing.assert_close(model(x)["logits"], logits, rtol=1e-5, atol=1e-5)
 

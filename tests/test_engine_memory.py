@@ -14,9 +14,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from helpers import build, onehot
-from pgf.engine.adjoint import AdjointEngine
+from pgf.engine import adjoint
 from pgf.engine.autograd import AutogradEngine
-from pgf.engine.forward import forward_sweep
+from pgf.engine.tiled import PgfEngine
 from pgf.models.targets import parse_target
 from pgf.workflows.effect import output_function
 
@@ -55,14 +55,14 @@ class HostCopy:
         return torch.from_numpy(self.array)[index]
 
 
-class OffloadingEngine(AdjointEngine):
-    """The adjoint engine as on a GPU with `offload`: layer inputs and tile-start states on host."""
+class HostOffload(adjoint.Offload):
+    """Offloading as on a GPU: layer inputs and tile-start states on host."""
 
-    def _decide_offload(self, n_layers, stream):
-        return True
+    def decide(self, n_layers, stream):
+        self.active = True
 
-    def _store(self, t):
-        return HostCopy(t) if self._offloading else t
+    def store(self, t):
+        return HostCopy(t)
 
 
 def stream_width(model, x) -> int:
@@ -70,17 +70,18 @@ def stream_width(model, x) -> int:
 
 
 @pytest.mark.parametrize("kind", ["caduceus-ps", "track-bi"])
-def test_adjoint_sweep_holds_three_whole_length_tensors(kind):
+def test_adjoint_sweep_holds_three_whole_length_tensors(kind, monkeypatch):
     # the layer's input, the cotangent of its output and the cotangent of its input; one more
     # (e.g. a name still holding the last stream) is 1/3 more memory at 1 Mb
     model, L = build(kind).double(), 600
     x = onehot(L, seed=2)
     target = parse_target("loglik" if model.lm_kind else "sum", model)
     counter = WholeLengthTensors(L, stream_width(model, x))
+    monkeypatch.setattr(adjoint, "Offload", HostOffload)
     with counter:
-        result = OffloadingEngine(tile=64).gradient(model, x, target, [0])
+        result = PgfEngine(tile=64).gradient(model, x, target.readout([0]))
     assert counter.peak == 3
-    expected = AutogradEngine().gradient(model, x, target, [0]).gradient
+    expected = AutogradEngine().gradient(model, x, target.readout([0])).gradient
     scale = expected.abs().max()
     assert scale > 0 and float((result.gradient - expected).abs().max() / scale) < 1e-10
 
@@ -92,7 +93,7 @@ def test_forward_sweep_holds_two_whole_length_tensors_for_additive_layers(kind):
     output, _, _ = output_function(model)
     counter = WholeLengthTensors(L, stream_width(model, x))
     with counter:
-        swept = forward_sweep(model, x, output, tile=64)
+        swept = PgfEngine(tile=64).forward(model, x, output)
     assert counter.peak == 2  # a layer's input and output, however many scans it has
-    whole = forward_sweep(model, x, output, tile=L)
+    whole = PgfEngine(tile=L).forward(model, x, output)
     assert whole.abs().max() > 0 and float((swept - whole).abs().max() / whole.abs().max()) < 1e-10

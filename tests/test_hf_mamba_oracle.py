@@ -61,7 +61,7 @@ def test_loglik_gradient_equals_transformers_autograd(hf_checkpoint):
     L = 512
     ids, onehot = token_ids(L, seed=1)
     target = parse_target("loglik", loaded.model)
-    ours = AutogradEngine().gradient(loaded.model, onehot, target, [0])
+    ours = AutogradEngine().gradient(loaded.model, onehot, target.readout([0]))
 
     weight = hf_model.backbone.embeddings.weight.detach()
     embeds = weight[ids].clone().requires_grad_(True)

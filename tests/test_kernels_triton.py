@@ -15,8 +15,7 @@ from torch.func import jvp, vjp, vmap
 pytest.importorskip("triton")
 
 from helpers import build, onehot  # noqa: E402
-from pgf.engine.adjoint import AdjointEngine  # noqa: E402
-from pgf.engine.tangent import TangentEngine  # noqa: E402
+from pgf.engine.tiled import PgfEngine  # noqa: E402
 from pgf.models.targets import parse_target  # noqa: E402
 from pgf.workflows.effect import output_function  # noqa: E402
 from pgf_kernels import (  # noqa: E402
@@ -431,9 +430,9 @@ def test_adjoint_engine_gradient_with_triton_kernels():
     x = onehot(100).to(DEVICE)
     target = parse_target("sum:b", model)
     with kernel_backend("reference"):
-        expected = AdjointEngine(tile=32).gradient(model, x, target, [0])
+        expected = PgfEngine(tile=32).gradient(model, x, target.readout([0]))
     with kernel_backend("triton"):
-        got = AdjointEngine(tile=32).gradient(model, x, target, [0])
+        got = PgfEngine(tile=32).gradient(model, x, target.readout([0]))
     assert rel(got.gradient, expected.gradient) <= 1e-10
     assert rel(got.target_value, expected.target_value) <= 1e-10
 
@@ -448,8 +447,8 @@ def test_tangent_engine_jvp_with_triton_kernels(kind):
     x = onehot(80).to(DEVICE)
     directions = torch.randn(2, 1, 80, 4, generator=torch.Generator().manual_seed(20), dtype=torch.float64).to(DEVICE)
     with kernel_backend("reference"):
-        expected_primal, expected_tangent = TangentEngine(tile=32).jvp(model, x, directions, output)
+        expected_primal, expected_tangent = PgfEngine(tile=32).tangent(model, x, directions, output)
     with kernel_backend("triton"):
-        primal, tangent = TangentEngine(tile=32).jvp(model, x, directions, output)
+        primal, tangent = PgfEngine(tile=32).tangent(model, x, directions, output)
     assert rel(primal, expected_primal) <= 1e-10
     assert rel(tangent, expected_tangent) <= 1e-10

@@ -5,8 +5,7 @@ import torch
 from torch.func import jvp
 
 from helpers import MODEL_KINDS, build, onehot
-from pgf.engine.forward import forward_sweep
-from pgf.engine.tangent import TangentEngine
+from pgf.engine.tiled import PgfEngine
 from pgf.workflows.effect import output_function
 
 
@@ -29,7 +28,7 @@ def test_tangent_equals_jvp_fp64(kind, L, tile):
     model = build(kind).double()
     output, _, _ = output_function(model)
     x, V = onehot(L), directions(2, L, torch.float64)
-    primal, tangent = TangentEngine(tile=tile).jvp(model, x, V, output)
+    primal, tangent = PgfEngine(tile=tile).tangent(model, x, V, output)
     for i in range(2):
         expected_primal, expected_tangent = reference_jvp(model, x, V[i], output)
         assert relative(primal, expected_primal) <= 1e-10
@@ -42,7 +41,7 @@ def test_tangent_fp32(kind):
     model = build(kind).float()
     output, _, _ = output_function(model)
     x, V = onehot(500, dtype=torch.float32), directions(1, 500, torch.float32)
-    _, tangent = TangentEngine(tile=64).jvp(model, x, V, output)
+    _, tangent = PgfEngine(tile=64).tangent(model, x, V, output)
     _, expected = reference_jvp(model, x, V[0], output)
     assert relative(tangent[0], expected) <= 1e-5
 
@@ -51,10 +50,10 @@ def test_batched_tangents_equal_one_at_a_time():
     model = build("caduceus-ps").double()
     output, _, _ = output_function(model)
     x, V = onehot(120), directions(5, 120, torch.float64, seed=3)
-    engine = TangentEngine(tile=32)
-    _, together = engine.jvp(model, x, V, output)
+    engine = PgfEngine(tile=32)
+    _, together = engine.tangent(model, x, V, output)
     for i in range(5):
-        _, alone = engine.jvp(model, x, V[i : i + 1], output)
+        _, alone = engine.tangent(model, x, V[i : i + 1], output)
         torch.testing.assert_close(together[i], alone[0], rtol=1e-12, atol=1e-12)
 
 
@@ -65,7 +64,7 @@ def test_forward_sweep_equals_forward(kind):
     x = onehot(200, batch=2)
     with torch.no_grad():
         expected = output(model(x), x, 0)
-    torch.testing.assert_close(forward_sweep(model, x, output, tile=37), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(PgfEngine(tile=37).forward(model, x, output), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_linear_approaches_exact_as_the_perturbation_shrinks():
@@ -75,10 +74,10 @@ def test_linear_approaches_exact_as_the_perturbation_shrinks():
     x = onehot(L)
     v = torch.zeros(1, 1, L, 4, dtype=torch.float64)
     v[0, 0, 90, 1], v[0, 0, 90, int(x[0, 90].argmax())] = 1.0, -1.0  # a SNV direction
-    _, linear = TangentEngine(tile=40).jvp(model, x, v, output)
+    _, linear = PgfEngine(tile=40).tangent(model, x, v, output)
     errors = []
     for eps in (1e-1, 1e-2, 1e-3):
-        exact = (forward_sweep(model, x + eps * v[0], output, 40) - forward_sweep(model, x, output, 40)) / eps
+        exact = (PgfEngine(40).forward(model, x + eps * v[0], output) - PgfEngine(40).forward(model, x, output)) / eps
         errors.append(relative(exact, linear[0]))
     # the remainder of a first-order expansion shrinks in proportion to the step
     assert errors[1] < 0.2 * errors[0] and errors[2] < 0.2 * errors[1]

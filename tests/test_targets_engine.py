@@ -73,7 +73,7 @@ def test_target_values(two_channel_model):
 def test_autograd_gradient_matches_finite_differences(two_channel_model, spec):
     model, x, start = two_channel_model, onehot(25, seed=1), 1000
     target = parse_target(spec, model)
-    result = AutogradEngine().gradient(model, x, target, [start])
+    result = AutogradEngine().gradient(model, x, target.readout([start]))
     assert result.gradient.shape == (1, 25, 4)
 
     def f(inputs):
@@ -92,7 +92,7 @@ def test_autograd_gradient_matches_finite_differences(two_channel_model, spec):
 def test_progress_is_reported():
     loaded = load_model("random-test")
     calls = []
-    AutogradEngine().gradient(loaded.model, onehot(10).float(), parse_target(None, loaded.model), [0], lambda d, t: calls.append((d, t)))
+    AutogradEngine().gradient(loaded.model, onehot(10).float(), parse_target(None, loaded.model).readout([0]), lambda d, t: calls.append((d, t)))
     assert calls == [(1, 2), (2, 2)]
 
 

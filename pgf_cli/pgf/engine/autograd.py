@@ -1,38 +1,47 @@
-"""Plain autograd: the reference every other engine is tested against.
+"""Plain autograd over the whole sequence: the reference every tiled sweep is tested against.
 
-Stores every activation of every layer at every position, so its memory
-grows with L times the model size; fine for short regions and for checking.
+Stores every activation of every layer at every position, so its memory grows
+with L times the model size; fine for short regions and for checking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
+from torch.func import jvp, vmap
 
-from pgf.engine.base import Engine, GradientResult, Progress
-from pgf.models.base import SequenceModel
-from pgf.models.targets import Target
+from pgf.engine.adjoint import GradientResult
+from pgf.engine.base import Engine
+from pgf.engine.protocol import whole_forward
+from pgf.engine.tiles import frozen
 
 
 class AutogradEngine(Engine):
     name = "autograd"
 
-    def gradient(
-        self,
-        model: SequenceModel,
-        onehot: torch.Tensor,
-        target: Target,
-        region_starts: Sequence[int],
-        progress: Progress | None = None,
-    ) -> GradientResult:
+    def forward(self, model, onehot, readout, reference=None, progress=None) -> torch.Tensor:
+        reference = onehot if reference is None else reference
+        with torch.no_grad():
+            result = readout(whole_forward(model, onehot), reference, 0)
+        if progress:
+            progress(1, 1)
+        return result
+
+    def tangent(self, model, onehot, directions, readout, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+        function = lambda x: readout(whole_forward(model, x), onehot, 0)  # noqa: E731
+        with frozen(model):
+            primal, tangent = vmap(lambda d: jvp(function, (onehot,), (d,)), out_dims=(None, 0))(directions.to(onehot.dtype))
+        if progress:
+            progress(1, 1)
+        return primal.detach(), tangent.detach()
+
+    def gradient(self, model, onehot, readout, progress=None) -> GradientResult:
         inputs = onehot.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            outputs = model(inputs)
-            values = target.contributions(outputs, inputs, region_starts).sum(dim=1)
+            values = readout(whole_forward(model, inputs), inputs, 0).flatten(1).sum(dim=1)
             if progress:
                 progress(1, 2)
             (gradient,) = torch.autograd.grad(values.sum(), inputs)
         if progress:
             progress(2, 2)
         return GradientResult(gradient=gradient.detach(), target_value=values.detach())
+

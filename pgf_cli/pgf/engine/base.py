@@ -1,47 +1,39 @@
-"""The engine interface the workflows call; new engines (PGF adjoint) plug in here."""
+"""The engine interface: forward, tangent (J·v) and gradient (vᵀJ) of a model's readout."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
-from pgf.models.base import SequenceModel
-from pgf.models.targets import Target
+from pgf.engine.adjoint import GradientResult
+from pgf.engine.protocol import Readout, SweepModel
+from pgf.engine.tiles import Progress
 
-# progress(done, total): units are engine-defined (steps, tiles, layers)
-Progress = Callable[[int, int], None]
-
-
-def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
-    """Consecutive [start, end) tiles covering [0, length) (one empty tile for length 0)."""
-    return [(s, min(s + tile, length)) for s in range(0, length, tile)] or [(0, 0)]
-
-
-@dataclass
-class GradientResult:
-    gradient: torch.Tensor  # (b, L, 4): d target / d onehot, same dtype as the input
-    target_value: torch.Tensor  # (b,): the target f of each row
+__all__ = ["Engine", "GradientResult", "Progress"]
 
 
 class Engine(ABC):
-    """Computes the gradient of a target with respect to the one-hot input."""
+    """Computes a model's readout, its directional derivatives and its input gradient.
+
+    Inputs are float one-hot batches (b, L, 4). A readout (see `pgf.engine.protocol`)
+    maps the head's outputs of positions [offset, offset + T) to (b, T) or (b, T, C).
+    """
 
     name: str
 
     @abstractmethod
-    def gradient(
-        self,
-        model: SequenceModel,
-        onehot: torch.Tensor,
-        target: Target,
-        region_starts: Sequence[int],
-        progress: Progress | None = None,
-    ) -> GradientResult:
-        """d f / d onehot for a batch (b, L, 4) of float one-hot rows.
+    def forward(self, model: SweepModel, onehot: torch.Tensor, readout: Readout,
+                reference: torch.Tensor | None = None, progress: Progress | None = None) -> torch.Tensor:
+        """readout (b, L, ...) at `onehot`; `reference` (default `onehot`) is the input the
+        readout reads to select bases (e.g. the reference allele at an alternative sequence)."""
 
-        `region_starts` holds the 0-based genome coordinate of each row's
-        first base (targets defined at genome positions need it).
-        """
+    @abstractmethod
+    def tangent(self, model: SweepModel, onehot: torch.Tensor, directions: torch.Tensor, readout: Readout,
+                progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(readout (b, L, ...), its derivatives (k, b, L, ...) along `directions` (k, b, L, 4))."""
+
+    @abstractmethod
+    def gradient(self, model: SweepModel, onehot: torch.Tensor, readout: Readout,
+                 progress: Progress | None = None) -> GradientResult:
+        """d f / d onehot (b, L, 4) and f (b,), f = the readout summed over positions and channels."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pgf.engine.adjoint import AdjointEngine
-from pgf.engine.autograd import AutogradEngine
 from pgf.engine.base import Engine
+from pgf.engine.compat import AdjointEngine as PgfEngine, AutogradEngine  # transitional
 from pgf.errors import PgfUserError
 
 ENGINES = ("pgf", "autograd")
@@ -12,10 +11,9 @@ DEFAULT_ENGINE = "pgf"
 
 
 def get_engine(name: str, tile: int | None = None, offload: bool | None = None) -> Engine:
-    """The engine called `name`; `tile` is the tile length and `offload` keeps
-    layer inputs on host memory (None: when they would not fit), for the tiled engine."""
+    """The engine called `name`; `tile` and `offload` configure the tiled engine."""
     if name == "autograd":
         return AutogradEngine()
     if name == "pgf":
-        return AdjointEngine(tile=tile, offload=offload)
+        return PgfEngine(tile=tile, offload=offload)
     raise PgfUserError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")

@@ -7,7 +7,7 @@ differentiate) are defined on those outputs in `pgf.models.targets`.
 
 Every model is written as pointwise `embed`, a list of `TiledLayer`s
 (directional scans between pointwise maps) and a pointwise `head`; its forward
-is their composition (see `pgf.models.layered`), which is what lets engines
+is their composition (the engine's tile protocol, `pgf.engine.protocol`), which is what lets engines
 sweep it tile by tile.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pgf.models.layered import TiledLayer
+from pgf.engine.protocol import TiledLayer, whole_forward
 from pgf.models.tokens import DnaVocabulary
 
 
@@ -65,10 +65,7 @@ class SequenceModel(nn.Module, ABC):
 
     def forward(self, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map a one-hot batch (b, L, 4) to named outputs, each (b, L, channels)."""
-        stream = self.embed(onehot)
-        for layer in self.tiled_layers():
-            stream = layer.whole(stream)
-        return self.head(stream)
+        return whole_forward(self, onehot)
 
     @property
     def default_output(self) -> str:

@@ -20,15 +20,19 @@ reproduced here, chosen by the config.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pgf.engine.protocol import Scan, TiledLayer
+from pgf.errors import ModelError
 from pgf.models.base import SequenceModel
-from pgf.models.layered import Scan, TiledLayer, bimamba_scans, pair_strategy
-from pgf.models.mamba import BiMambaMixer
-from pgf.models.tokens import CADUCEUS, PLANT_CADUCEUS, DnaVocabulary
+from pgf.models.checkpoint import load_state_strictly, read_weights
+from pgf.models.mamba import BiMambaMixer, pair_strategy
+from pgf.models.tokens import CADUCEUS, PLANT_CADUCEUS, DnaVocabulary, resolve_vocabulary
+from pgf.models.types import Checkpoint, register_model_type
 
 MODEL_TYPE = "caduceus"
 
@@ -175,7 +179,7 @@ class CaduceusBlock(nn.Module):
         """
         norm, mixer, config = self.norm_module, self.bimamba, self.config
         if not config.rcps:
-            scans = bimamba_scans(mixer, prepare=lambda x: norm(x.to(norm.weight.dtype)))
+            scans = mixer.scans(prepare=lambda x: norm(x.to(norm.weight.dtype)))
             strategy, pairs = pair_strategy(mixer, len(scans))
             return TiledLayer(scans, skip=self.to_residual, strategy=strategy, pairs=pairs)
         d = config.d_model
@@ -190,7 +194,7 @@ class CaduceusBlock(nn.Module):
         def place_rc(out: torch.Tensor) -> torch.Tensor:
             return torch.cat([torch.zeros_like(out), out.flip(-1)], dim=-1)
 
-        scans = bimamba_scans(mixer, prepare=lambda x: norm(halves(x)[0]), place=place_forward)
+        scans = mixer.scans(prepare=lambda x: norm(halves(x)[0]), place=place_forward)
         rc_prepare = lambda x: norm(halves(x)[1].flip(-1))  # noqa: E731
         scans.append(Scan(mixer.mamba_fwd, reverse=True, prepare=rc_prepare, place=place_rc))
         if mixer.mamba_rev is not None:
@@ -284,3 +288,26 @@ class CaduceusLM(SequenceModel):
             "logits": F.linear(norm(stream[..., :d]), weight)
             + F.linear(norm(stream[..., d:].flip(-1)), weight[self.lm_head.complement_map])
         }
+
+
+@register_model_type(MODEL_TYPE)
+def load_caduceus(directory: Path, config_data: dict, vocab: str | None = None) -> Checkpoint:
+    """A Caduceus ph or ps checkpoint with its published key names."""
+    try:
+        config = CaduceusConfig.from_dict(config_data)
+        vocabulary = resolve_vocabulary(directory, config_data, vocab, default=default_vocabulary(config))
+        model = CaduceusLM(config, vocabulary)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{directory}/config.json: {exc}") from None
+    vocabulary.check(config.padded_vocab_size, str(directory))
+    state = read_weights(directory)
+    for name, buffer in model.state_dict().items():
+        if name.endswith("complement_map") and name in state and not torch.equal(state[name].long(), buffer):
+            raise ModelError(f"{directory}: {name} in the weights differs from complement_map in config.json")
+    load_state_strictly(model, state, model.tied_parameter_names(), str(directory))
+    kind = "ps, reverse-complement equivariant" if config.rcps else "ph"
+    architecture = (
+        f"Caduceus-{kind} (masked LM, bidirectional={config.bidirectional}, d_model {config.d_model}, "
+        f"{config.n_layer} layers, fused_add_norm={config.fused_add_norm}, vocabulary {vocabulary.to_string()})"
+    )
+    return Checkpoint(model, architecture, config_data.get("max_seq_len") or config_data.get("max_position_embeddings"))

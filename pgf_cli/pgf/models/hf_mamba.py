@@ -12,14 +12,18 @@ from the config key `pgf_vocab` ({"A": id, ..., "N": id}) or `--vocab`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from pgf.engine.protocol import Scan, TiledLayer
+from pgf.errors import ModelError
 from pgf.models.base import SequenceModel
-from pgf.models.layered import Scan, TiledLayer
+from pgf.models.checkpoint import load_state_strictly, read_weights
 from pgf.models.mamba import MambaMixer
-from pgf.models.tokens import DnaVocabulary
+from pgf.models.tokens import DnaVocabulary, resolve_vocabulary
+from pgf.models.types import Checkpoint, register_model_type
 
 MODEL_TYPE = "mamba"
 
@@ -115,3 +119,21 @@ class HFMambaLM(SequenceModel):
     def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = self.backbone.norm_f(stream.to(self.backbone.norm_f.weight.dtype))
         return {"logits": self.lm_head(hidden)}
+
+
+@register_model_type(MODEL_TYPE)
+def load_hf_mamba(directory: Path, config_data: dict, vocab: str | None = None) -> Checkpoint:
+    """A Hugging Face MambaForCausalLM checkpoint; its DNA vocabulary from --vocab or pgf_vocab."""
+    vocabulary = resolve_vocabulary(directory, config_data, vocab)
+    try:
+        config = HFMambaConfig.from_dict(config_data)
+        model = HFMambaLM(config, vocabulary)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{directory}/config.json: {exc}") from None
+    vocabulary.check(config.vocab_size, str(directory))
+    load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
+    architecture = (
+        f"Hugging Face MambaForCausalLM (causal, d_model {config.hidden_size}, "
+        f"{config.num_hidden_layers} layers, vocabulary {vocabulary.to_string()})"
+    )
+    return Checkpoint(model, architecture, None)

@@ -18,18 +18,18 @@ reference elsewhere; `pgf_kernels.kernel_backend` chooses).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pgf.engine.protocol import Pointwise, Scan, identity
 from pgf_kernels import selective_scan
 
 
-@dataclass
-class MixerState:
-    """What a causal mixer carries from one tile to the next."""
+class MixerState(NamedTuple):
+    """What a causal mixer carries from one tile to the next (a tuple: the engine's ScanState)."""
 
     conv: torch.Tensor  # (b, E, d_conv - 1): the last conv inputs before the tile
     ssm: torch.Tensor  # (b, E, N): the scan state, fp32 (or fp64)
@@ -85,6 +85,7 @@ class MambaMixer(nn.Module):
 
     def forward_tile(self, hidden: torch.Tensor, state: MixerState) -> tuple[torch.Tensor, MixerState]:
         """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
+        state = MixerState(*state)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         conv_input = torch.cat([state.conv.to(x.dtype), x.transpose(1, 2)], dim=2)  # (b, E, K-1+T)
         x = F.conv1d(conv_input, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner).transpose(1, 2)
@@ -100,15 +101,6 @@ class MambaMixer(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""
         return self.forward_tile(hidden, self.zero_state(hidden.shape[0], hidden))[0]
-
-    def forward_tiled(self, hidden: torch.Tensor, tile: int) -> torch.Tensor:
-        """The whole sequence computed tile by tile, carrying the state (equals `forward`)."""
-        state = self.zero_state(hidden.shape[0], hidden)
-        outputs = []
-        for start in range(0, hidden.shape[1], tile):
-            out, state = self.forward_tile(hidden[:, start : start + tile], state)
-            outputs.append(out)
-        return torch.cat(outputs, dim=1) if outputs else self(hidden)
 
 
 class BiMambaMixer(nn.Module):
@@ -149,19 +141,16 @@ class BiMambaMixer(nn.Module):
             for p, _ in getattr(self.mamba_fwd, proj).named_parameters()
         }
 
-    def combine(self, forward: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
-        """Join the causal output and the (un-flipped) anti-causal output."""
-        return forward + reverse if self.strategy == "add" else forward * reverse
+    def scans(self, prepare: Pointwise = identity, place: Pointwise = identity) -> list[Scan]:
+        """The causal forward scan, and the anti-causal reverse scan when there is one."""
+        scans = [Scan(self.mamba_fwd, reverse=False, prepare=prepare, place=place)]
+        if self.mamba_rev is not None:
+            scans.append(Scan(self.mamba_rev, reverse=True, prepare=prepare, place=place))
+        return scans
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.mamba_rev is None:
-            return self.mamba_fwd(hidden)
-        return self.combine(self.mamba_fwd(hidden), self.mamba_rev(hidden.flip(1)).flip(1))
 
-    def forward_tiled(self, hidden: torch.Tensor, tile: int) -> torch.Tensor:
-        """Causal tiles left to right, anti-causal tiles right to left (equals `forward`)."""
-        forward = self.mamba_fwd.forward_tiled(hidden, tile)
-        if self.mamba_rev is None:
-            return forward
-        reverse = self.mamba_rev.forward_tiled(hidden.flip(1), tile).flip(1)
-        return self.combine(forward, reverse)
+def pair_strategy(mixer: BiMambaMixer, n_scans: int) -> tuple[str, list[tuple[int, int]]]:
+    """How a layer built from BiMamba scans (in (fwd, rev) order per group) combines them."""
+    if mixer.mamba_rev is None or mixer.strategy == "add":
+        return "add", []
+    return "ew_multiply", [(i, i + 1) for i in range(0, n_scans, 2)]

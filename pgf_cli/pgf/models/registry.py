@@ -21,12 +21,11 @@ import safetensors.torch
 import torch
 
 from pgf.errors import ModelError
-from pgf.models import caduceus, hf_mamba
 from pgf.models.base import ModelInfo, SequenceModel
-from pgf.models.checkpoint import load_state_strictly, read_config, read_weights
+from pgf.models.checkpoint import read_config
 from pgf.models.checksum import state_checksum
-from pgf.models.tokens import DnaVocabulary, parse_vocabulary
-from pgf.models.track_ssm import MODEL_TYPE, TrackSSM, TrackSSMConfig
+from pgf.models.track_ssm import TrackSSM, TrackSSMConfig, describe
+from pgf.models.types import find_loader, model_types
 
 RANDOM_TEST = "random-test"
 BUILTIN = "builtin"
@@ -69,106 +68,25 @@ def save_checkpoint(model: TrackSSM, directory: str | Path) -> None:
     (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
 
 
-def _checkpoint_model(directory: Path, model: SequenceModel, architecture: str, context_length: int | None) -> LoadedModel:
-    """A loaded checkpoint with its identity (id = directory name, checksum of the parameters)."""
-    info = ModelInfo(
-        model_id=directory.resolve().name,
-        architecture=architecture,
-        checksum=state_checksum(model.state_dict()),
-        trained=True,
-        n_parameters=_count_parameters(model),
-        context_length=context_length,
-    )
-    return LoadedModel(model, info)
-
-
-def _load_track_ssm(directory: Path, config_data: dict) -> LoadedModel:
-    try:
-        config = TrackSSMConfig.from_dict(config_data)
-        model = TrackSSM(config)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{directory}/config.json: {exc}") from None
-    load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
-    return _checkpoint_model(
-        directory,
-        model,
-        architecture=f"{MODEL_TYPE} ({'bi' if config.bidirectional else 'causal '}Mamba, "
-        f"d_model {config.d_model}, {config.n_layer} layers)",
-        context_length=config.context_length,
-    )
-
-
-def _load_hf_mamba(directory: Path, config_data: dict, vocab: str | None) -> LoadedModel:
-    vocabulary = _vocabulary(directory, config_data, vocab)
-    try:
-        config = hf_mamba.HFMambaConfig.from_dict(config_data)
-        model = hf_mamba.HFMambaLM(config, vocabulary)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{directory}/config.json: {exc}") from None
-    vocabulary.check(config.vocab_size, str(directory))
-    load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
-    return _checkpoint_model(
-        directory,
-        model,
-        architecture=f"Hugging Face MambaForCausalLM (causal, d_model {config.hidden_size}, "
-        f"{config.num_hidden_layers} layers, vocabulary {vocabulary.to_string()})",
-        context_length=None,
-    )
-
-
-def _load_caduceus(directory: Path, config_data: dict, vocab: str | None) -> LoadedModel:
-    try:
-        config = caduceus.CaduceusConfig.from_dict(config_data)
-        vocabulary = _vocabulary(directory, config_data, vocab, default=caduceus.default_vocabulary(config))
-        model = caduceus.CaduceusLM(config, vocabulary)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{directory}/config.json: {exc}") from None
-    vocabulary.check(config.padded_vocab_size, str(directory))
-    state = read_weights(directory)
-    for name, buffer in model.state_dict().items():
-        if name.endswith("complement_map") and name in state and not torch.equal(state[name].long(), buffer):
-            raise ModelError(f"{directory}: {name} in the weights differs from complement_map in config.json")
-    load_state_strictly(model, state, model.tied_parameter_names(), str(directory))
-    kind = "ps, reverse-complement equivariant" if config.rcps else "ph"
-    return _checkpoint_model(
-        directory,
-        model,
-        architecture=f"Caduceus-{kind} (masked LM, bidirectional={config.bidirectional}, d_model {config.d_model}, "
-        f"{config.n_layer} layers, fused_add_norm={config.fused_add_norm}, vocabulary {vocabulary.to_string()})",
-        context_length=config_data.get("max_seq_len") or config_data.get("max_position_embeddings"),
-    )
-
-
-def _vocabulary(
-    directory: Path, config_data: dict, vocab: str | None, default: DnaVocabulary | None = None
-) -> DnaVocabulary:
-    if vocab is not None:
-        return parse_vocabulary(vocab)
-    if "pgf_vocab" in config_data:
-        return parse_vocabulary(config_data["pgf_vocab"])
-    if default is not None:
-        return default
-    raise ModelError(
-        f"{directory}: which token is each base? add \"pgf_vocab\": {{\"A\": id, \"C\": id, \"G\": id, \"T\": id, \"N\": id}} "
-        "to config.json or pass --vocab A=ID,C=ID,G=ID,T=ID,N=ID"
-    )
-
-
 def load_checkpoint(directory: str | Path, vocab: str | None = None) -> LoadedModel:
     """Load a checkpoint directory; its format comes from config.json's `model_type`."""
     directory = Path(directory)
     config_data = read_config(directory)
     model_type = config_data.get("model_type")
-    if model_type == MODEL_TYPE:
-        return _load_track_ssm(directory, config_data)
-    if model_type == hf_mamba.MODEL_TYPE:
-        return _load_hf_mamba(directory, config_data, vocab)
-    if model_type == caduceus.MODEL_TYPE:
-        return _load_caduceus(directory, config_data, vocab)
-    raise ModelError(
-        f"{directory}: model_type {model_type!r} is not supported by this version of pgf "
-        f"(supported: {MODEL_TYPE!r}, {hf_mamba.MODEL_TYPE!r}, {caduceus.MODEL_TYPE!r})"
+    loader = find_loader(model_type) if isinstance(model_type, str) else None
+    if loader is None:
+        supported = ", ".join(repr(name) for name in model_types())
+        raise ModelError(f"{directory}: model_type {model_type!r} is not supported by this version of pgf (supported: {supported})")
+    checkpoint = loader(directory, config_data, vocab)
+    info = ModelInfo(
+        model_id=directory.resolve().name,
+        architecture=checkpoint.architecture,
+        checksum=state_checksum(checkpoint.model.state_dict()),
+        trained=True,
+        n_parameters=_count_parameters(checkpoint.model),
+        context_length=checkpoint.context_length,
     )
+    return LoadedModel(checkpoint.model, info)
 
 
 def load_builtin() -> LoadedModel:
@@ -194,7 +112,7 @@ def load_model(
         model = build_random_test_model()
         info = ModelInfo(
             model_id=RANDOM_TEST,
-            architecture=f"{MODEL_TYPE} (biMamba, d_model {RANDOM_TEST_CONFIG.d_model}, {RANDOM_TEST_CONFIG.n_layer} layers)",
+            architecture=describe(RANDOM_TEST_CONFIG),
             checksum=state_checksum(model.state_dict()),
             trained=False,
             n_parameters=_count_parameters(model),

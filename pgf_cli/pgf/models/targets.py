@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from pgf.engine.protocol import Readout
 from pgf.errors import TargetError
 from pgf.models.base import SequenceModel
 from pgf.models.tokens import DnaVocabulary
@@ -77,6 +78,12 @@ class Target:
             w_chrom, w_start, w_end = self.window
             if (chrom is not None and chrom != w_chrom) or w_start < start or w_end > end:
                 raise TargetError(f"target window {w_chrom}:{w_start + 1:,}-{w_end:,} does not lie inside region {label}")
+
+    def readout(self, region_starts: Sequence[int]) -> Readout:
+        """The engine's readout of this target for rows starting at `region_starts`
+        (0-based genome coordinates of each row's first base): per-position contributions
+        whose sum over positions is f."""
+        return lambda outputs, onehot, offset: self.contributions(outputs, onehot, region_starts, offset)
 
     def contributions(
         self,

@@ -71,3 +71,17 @@ def parse_vocabulary(text: str | dict) -> DnaVocabulary:
     except (TypeError, ValueError):
         raise ModelError(f"vocabulary {text!r}: token ids must be whole numbers") from None
     return DnaVocabulary(tuple(ids[:4]), ids[4])
+
+
+def resolve_vocabulary(directory, config_data: dict, vocab: str | None, default: DnaVocabulary | None = None) -> DnaVocabulary:
+    """Which token each base is: --vocab, else config.json's "pgf_vocab", else `default`."""
+    if vocab is not None:
+        return parse_vocabulary(vocab)
+    if "pgf_vocab" in config_data:
+        return parse_vocabulary(config_data["pgf_vocab"])
+    if default is not None:
+        return default
+    raise ModelError(
+        f"{directory}: which token is each base? add \"pgf_vocab\": {{\"A\": id, \"C\": id, \"G\": id, \"T\": id, \"N\": id}} "
+        "to config.json or pass --vocab A=ID,C=ID,G=ID,T=ID,N=ID"
+    )

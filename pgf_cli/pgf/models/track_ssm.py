@@ -13,13 +13,17 @@ singularity and swamp the gradient.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from pgf.engine.protocol import Scan, TiledLayer
+from pgf.errors import ModelError
 from pgf.models.base import SequenceModel
-from pgf.models.layered import Scan, TiledLayer, bimamba_scans, pair_strategy
-from pgf.models.mamba import BiMambaMixer, MambaMixer
+from pgf.models.checkpoint import load_state_strictly, read_weights
+from pgf.models.mamba import BiMambaMixer, MambaMixer, pair_strategy
+from pgf.models.types import Checkpoint, register_model_type
 
 MODEL_TYPE = "pgf-track-ssm"
 
@@ -79,7 +83,7 @@ class TrackBlock(nn.Module):
         mixer = self.mixer if isinstance(self.mixer, BiMambaMixer) else None
         if mixer is None:
             return TiledLayer([Scan(self.mixer, prepare=self.norm)])
-        scans = bimamba_scans(mixer, prepare=self.norm)
+        scans = mixer.scans(prepare=self.norm)
         strategy, pairs = pair_strategy(mixer, len(scans))
         return TiledLayer(scans, strategy=strategy, pairs=pairs)
 
@@ -114,3 +118,21 @@ class TrackSSM(SequenceModel):
 
     def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"track": self.track_head(self.norm_f(stream))}
+
+
+@register_model_type(MODEL_TYPE)
+def load_track_ssm(directory: Path, config_data: dict, vocab: str | None = None) -> Checkpoint:
+    """A pgf-track-ssm checkpoint (config.json + weights)."""
+    try:
+        config = TrackSSMConfig.from_dict(config_data)
+        model = TrackSSM(config)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{directory}/config.json: {exc}") from None
+    load_state_strictly(model, read_weights(directory), model.tied_parameter_names(), str(directory))
+    return Checkpoint(model, describe(config), config.context_length)
+
+
+def describe(config: TrackSSMConfig) -> str:
+    """One line: the architecture of a pgf-track-ssm model."""
+    kind = "bi" if config.bidirectional else "causal "
+    return f"{MODEL_TYPE} ({kind}Mamba, d_model {config.d_model}, {config.n_layer} layers)"

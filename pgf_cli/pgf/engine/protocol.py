@@ -1,0 +1,139 @@
+"""The tile-function protocol every engine sweeps: Ψ(state, tile) -> (out, state).
+
+A model the engine can sweep is
+
+    x_0 = embed(onehot)                      pointwise in position
+    x_{i+1} = combine(skip(x_i), [scan_k(x_i) for each scan k of layer i])
+    outputs = head(x_n)                      pointwise in position
+
+where each `Scan` runs a `Mixer` causally (tiles left to right) or
+anti-causally (the same mixer on the flipped sequence, tiles right to left)
+between pointwise `prepare` and `place` maps. Positions interact only through
+the scans' carried states, which is what lets a layer be computed,
+differentiated forward (tangent) or backward (adjoint) tile by tile. The
+whole-sequence forward of every model is this composition too (`forward`),
+so the models' oracle tests also test the decomposition.
+
+What is read from the outputs is a `Readout`: a per-position function of the
+head's outputs. The forward and tangent sweeps return it per position; the
+adjoint differentiates its sum over positions and channels (a target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+Pointwise = Callable[[torch.Tensor], torch.Tensor]
+ScanState = tuple[torch.Tensor, ...]  # what a mixer carries from one tile to the next
+# readout(outputs of a tile, whole one-hot input (b, L, 4), offset of the tile) -> (b, T) or (b, T, C)
+Readout = Callable[[dict[str, torch.Tensor], torch.Tensor, int], torch.Tensor]
+
+
+class Mixer(Protocol):
+    """A causal sequence mixer as a tile function (a Mamba mixer, say)."""
+
+    def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
+        """The state before the first position."""
+
+    def forward_tile(self, u: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
+        """One tile (b, T, w) from the carried state -> (out (b, T, w'), state after the tile)."""
+
+
+def identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+@dataclass
+class Scan:
+    """One directional scan of a layer.
+
+    contribution = place(flip?(mixer(flip?(prepare(x))))), the flips over length
+    happening for anti-causal (`reverse`) scans.
+    """
+
+    mixer: Mixer
+    reverse: bool = False
+    prepare: Pointwise = identity
+    place: Pointwise = identity
+
+    def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
+        return tuple(self.mixer.zero_state(batch, like))
+
+    def tile(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
+        """Contribution of one tile (genome order) from the state carried in this scan's direction."""
+        u = self.prepare(x_tile)
+        if self.reverse:
+            u = u.flip(1)
+        out, new_state = self.mixer.forward_tile(u, state)
+        if self.reverse:
+            out = out.flip(1)
+        return self.place(out), tuple(new_state)
+
+    def whole(self, x: torch.Tensor) -> torch.Tensor:
+        """Contribution over the whole sequence, from the zero state."""
+        return self.tile(x, self.zero_state(x.shape[0], x))[0]
+
+
+@dataclass
+class TiledLayer:
+    """x -> skip(x) + the sum of the scans' contributions ("add"), or + the sum of
+    products of scan pairs ("ew_multiply", e.g. (forward, reverse) pairs)."""
+
+    scans: list[Scan]
+    skip: Pointwise = identity
+    strategy: str = "add"
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def additive(self) -> bool:
+        return self.strategy == "add"
+
+    def combine(self, x: torch.Tensor, contributions: list[torch.Tensor]) -> torch.Tensor:
+        """Pointwise join of the skip path and the scans' contributions."""
+        out = self.skip(x)
+        if self.additive:
+            for contribution in contributions:
+                out = out + contribution
+            return out
+        for a, b in self.pairs:
+            out = out + contributions[a] * contributions[b]
+        paired = {i for pair in self.pairs for i in pair}
+        for index, contribution in enumerate(contributions):
+            if index not in paired:
+                out = out + contribution
+        return out
+
+    def whole(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine(x, [scan.whole(x) for scan in self.scans])
+
+
+class SweepModel(Protocol):
+    """What an engine needs of a model: pointwise embed and head around tiled layers."""
+
+    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
+        """One-hot (b, L, 4) -> the stream entering the first layer (b, L, width)."""
+
+    def tiled_layers(self) -> list[TiledLayer]:
+        """The layers as directional scans between pointwise maps, first to last."""
+
+    def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The last layer's output stream -> named outputs (b, L, channels)."""
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+
+def is_causal(layers: list[TiledLayer]) -> bool:
+    """True when every scan runs left to right (the model can stream tile by tile through all layers)."""
+    return all(not scan.reverse for layer in layers for scan in layer.scans)
+
+
+def whole_forward(model: SweepModel, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The model's outputs computed layer by layer over the whole sequence (no tiles)."""
+    stream = model.embed(onehot)
+    for layer in model.tiled_layers():
+        stream = layer.whole(stream)
+    return model.head(stream)
