@@ -11,6 +11,8 @@ from helpers import random_sequence, write_fasta
 from pgf.cli.app import app
 from pgf.engine.adjoint import AdjointEngine
 from pgf.engine.base import GradientResult
+from pgf.errors import PgfUserError
+from pgf.workflows.check import CheckRequest, run_check
 
 
 def invoke(*args):
@@ -42,6 +44,16 @@ def test_check_fails_loudly_when_engines_disagree(fasta, monkeypatch):
     result = invoke("check", fasta, "--region", "chr1:1-300", "--model", "random-test", "--length", 100)
     assert result.exit_code == 1
     assert "FAILED" in result.stderr
+
+
+def test_run_check_takes_a_request(fasta):
+    result = run_check(CheckRequest(fasta=fasta, region="chr2:11-300", model="random-test", length=50, tile=9, device="cpu"))
+    assert (result.region.start, result.region.end, result.tile, result.dtype) == (10, 60, 9, "float32")
+    assert result.passed
+    with pytest.raises(PgfUserError, match="--length and --tile must be positive"):
+        run_check(CheckRequest(fasta=fasta, region="chr2:11-300", model="random-test", length=0))
+    with pytest.raises(PgfUserError, match="unknown dtype 'float16'"):
+        run_check(CheckRequest(fasta=fasta, region="chr2:11-300", model="random-test", dtype="float16"))
 
 
 def test_check_user_errors(fasta):

@@ -19,6 +19,8 @@ from pgf.io.writers import (
     BedGraphWriter,
     BigWigWriter,
     HDF5Writer,
+    TrackLabel,
+    check_regions_fit_format,
     hdf5_group_name,
     open_writer,
     resolve_format,
@@ -250,7 +252,7 @@ def test_hdf5_same_region_twice_is_refused(tmp_path):
     again = make_track(Region("chr2", 100, 600, "other name"), 8)
     with pytest.raises(OutputError) as info:
         write(path, "h5", [B, again])
-    assert str(info.value) == "region chr2:101-600 appears twice; one HDF5 group per region"
+    assert str(info.value) == "region chr2:101-600 is given twice"
     assert folder_listing(tmp_path) == []
 
 
@@ -258,6 +260,23 @@ def test_hdf5_allows_overlapping_regions(tmp_path):
     inner = make_track(Region("chr1", 1500, 1600), 6)
     with h5py.File(write(tmp_path / "out.h5", "h5", [A, inner]), "r") as handle:
         assert sorted(handle) == ["chr1:1001-3000", "chr1:1501-1600"]
+
+
+def test_check_regions_fit_format():
+    """The one region check: HDF5 refuses a region given twice, interval formats any overlap."""
+    a, touching = Region("chr1", 0, 100), Region("chr1", 100, 200)
+    inner, again = Region("chr1", 50, 60), Region("chr1", 0, 100, "other name")
+    for fmt in ("h5", "bedgraph", "bigwig"):
+        check_regions_fit_format([a, touching], fmt)
+    check_regions_fit_format([a, inner], "h5")
+    with pytest.raises(OutputError, match=r"^region chr1:1-100 is given twice$"):
+        check_regions_fit_format([a, touching, again], "h5")
+    with pytest.raises(OutputError) as info:
+        check_regions_fit_format([touching, inner, a], "bedgraph")
+    assert str(info.value) == (
+        "regions chr1:1-100 and chr1:51-60 overlap; a bedgraph track holds one value per base "
+        "(write overlapping regions to .h5 instead)"
+    )
 
 
 # --- bedGraph -----------------------------------------------------------------------
@@ -291,6 +310,15 @@ def test_bedgraph_content(tmp_path):
             if chrom == region.chrom and region.start <= start < region.end:
                 values[start - region.start : end - region.start] = value
         np.testing.assert_array_equal(values, track.score)
+
+
+def test_bedgraph_track_label(tmp_path):
+    path = tmp_path / "labelled.bedgraph"
+    with open_writer(path, "bedgraph", META, SIZES, label=TrackLabel("my name", "my description")) as writer:
+        writer.add(B)
+    header, rows = read_bedgraph(path)
+    assert header == 'track type=bedGraph name="my name" description="my description"'
+    assert rows == expected_runs(B)
 
 
 def test_bedgraph_values_have_nine_significant_digits(tmp_path):
@@ -353,12 +381,11 @@ def test_same_numbers_in_all_formats(tmp_path):
 def test_interval_formats_refuse_overlaps(tmp_path, fmt):
     path = tmp_path / f"out{SUFFIX[fmt]}"
     inner = make_track(Region("chr1", 2999, 3100), 6)
-    label = {"bedgraph": "bedGraph", "bigwig": "bigWig"}[fmt]
     with pytest.raises(OutputError) as info:
         write(path, fmt, [A, B, inner])
     assert str(info.value) == (
-        f"regions chr1:1001-3000 and chr1:3000-3100 overlap; a {label} track holds one value per base "
-        "(write overlapping regions to .h5)"
+        f"regions chr1:1001-3000 and chr1:3000-3100 overlap; a {fmt} track holds one value per base "
+        "(write overlapping regions to .h5 instead)"
     )
     with pytest.raises(OutputError, match="overlap; a"):
         write(path, fmt, [B, B])

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 import pgf
-from pgf.cli.errors import Settings, run_guarded
-from pgf.cli.models_cmd import VOCAB_HELP, models_app
+from pgf.cli.errors import CliState, run_guarded
+from pgf.cli.models_cmd import models_app
+from pgf.cli.options import (
+    DeviceOption,
+    DTypeOption,
+    EffectMode,
+    EngineName,
+    FastaArgument,
+    ForceOption,
+    Format,
+    KernelsOption,
+    Method,
+    ModelOption,
+    QuietOption,
+    TargetOption,
+    VocabOption,
+    region_option,
+    tile_option,
+)
 from pgf.cli.progress import RichReporter
 from pgf.engine.adjoint import DEFAULT_TILE
-from pgf.engine.registry import DEFAULT_ENGINE, ENGINES
-from pgf.io.writers import FORMATS
+from pgf.engine.registry import DEFAULT_ENGINE
 from pgf.models.registry import BUILTIN
-from pgf.models.targets import TARGET_HELP
-from pgf.workflows.attribute import DTYPES, AttributeRequest, run_attribute
-from pgf.workflows.check import run_check
+from pgf.workflows.attribute import AttributeRequest, run_attribute
+from pgf.workflows.check import CheckRequest, run_check
 from pgf.workflows.effect import EffectRequest, run_effect
-from pgf.workflows.kernels import DEFAULT_KERNELS, KERNELS_HELP
-from pgf_kernels import BACKENDS
-from pgf.workflows.methods import DEFAULT_METHOD, METHODS
+from pgf.workflows.kernels import DEFAULT_KERNELS
+from pgf.workflows.methods import DEFAULT_METHOD
 
 app = typer.Typer(
     name="pgf",
@@ -33,13 +46,6 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 
-Method = Enum("Method", {name: name for name in METHODS}, type=str)
-EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)
-Device = Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, type=str)
-Format = Enum("Format", {name: name for name in FORMATS}, type=str)
-DType = Enum("DType", {name: name for name in DTYPES}, type=str)
-Kernels = Enum("Kernels", {name: name for name in BACKENDS}, type=str)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -49,10 +55,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
-    Settings.debug = debug
+    ctx.ensure_object(CliState).debug = debug
 
 
 METHOD_HELP = (
@@ -65,47 +74,70 @@ METHOD_HELP = (
 
 @app.command()
 def attribute(
-    fasta: Path = typer.Argument(..., metavar="FASTA", help="Reference FASTA (plain or bgzip); its .fai is built if missing."),
-    region: list[str] = typer.Option(
-        [], "--region", "-r", metavar="REGION", help="Region CHROM:START-END, 1-based inclusive, commas allowed; or a whole CHROM. Repeatable."
-    ),
-    regions: Optional[Path] = typer.Option(None, "--regions", metavar="BED", help="BED file of regions (0-based half-open, optional name column)."),
-    model: str = typer.Option(BUILTIN, "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' (untrained, for smoke tests) or a checkpoint directory."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", metavar="TARGET", help=TARGET_HELP),
-    target_window: Optional[str] = typer.Option(
-        None, "--target-window", metavar="REGION",
-        help="Restrict a sum or loglik target to CHROM:START-END (1-based, inside every region).",
-    ),
-    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
-    method: Method = typer.Option(DEFAULT_METHOD, "--method", help=METHOD_HELP),
-    engine: EngineName = typer.Option(
-        DEFAULT_ENGINE, "--engine",
-        help="'pgf': the tiled adjoint sweep, exact and memory-bounded (default); 'autograd': plain reverse mode, the reference.",
-    ),
-    device: Device = typer.Option("auto", "--device", help="Where to compute; auto = CUDA when available."),
-    tile: Optional[int] = typer.Option(
-        None, "--tile", min=1, metavar="N", help=f"Positions recomputed at a time by the pgf engine (default {DEFAULT_TILE})."
-    ),
-    offload: Optional[bool] = typer.Option(
-        None, "--offload/--no-offload",
-        help="Keep each layer's input on host memory (pgf engine on a GPU). Default: when they would take over half the free GPU memory.",
-    ),
-    batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", min=1, metavar="N",
-        help="Equal-length regions computed together (default: pgf engine up to 262,144 positions per batch; autograd 1).",
-    ),
-    window: Optional[int] = typer.Option(
-        None, "--window", min=1, metavar="W",
-        help="Compute context-sized windows of W bp instead of one pass: each base keeps the gradient of the window "
-        "whose centre crop (--stride bp) holds it, that window's target being the target over the window alone.",
-    ),
-    stride: Optional[int] = typer.Option(None, "--stride", min=1, metavar="S", help="Crop kept from each window (default: W)."),
-    dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype of weights and activations."),
-    kernels: Kernels = typer.Option(DEFAULT_KERNELS, "--kernels", help=KERNELS_HELP),
-    output: Path = typer.Option(..., "--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig."),
-    fmt: Optional[Format] = typer.Option(None, "--format", help="Output format, when the suffix does not say."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary lines."),
+    ctx: typer.Context,
+    fasta: FastaArgument,
+    *,  # keyword-only: required options may follow optional ones, in the order --help lists them
+    region: Annotated[
+        list[str],
+        region_option("Region CHROM:START-END, 1-based inclusive, commas allowed; or a whole CHROM. Repeatable."),
+    ] = [],
+    regions: Annotated[
+        Optional[Path], typer.Option("--regions", metavar="BED", help="BED file of regions (0-based half-open, optional name column).")
+    ] = None,
+    model: ModelOption = BUILTIN,
+    target: TargetOption = None,
+    target_window: Annotated[
+        Optional[str],
+        typer.Option(
+            "--target-window", metavar="REGION", help="Restrict a sum or loglik target to CHROM:START-END (1-based, inside every region)."
+        ),
+    ] = None,
+    vocab: VocabOption = None,
+    method: Annotated[Method, typer.Option("--method", help=METHOD_HELP)] = DEFAULT_METHOD,
+    engine: Annotated[
+        EngineName,
+        typer.Option(
+            "--engine",
+            help="'pgf': the tiled adjoint sweep, exact and memory-bounded (default); 'autograd': plain reverse mode, the reference.",
+        ),
+    ] = DEFAULT_ENGINE,
+    device: DeviceOption = "auto",
+    tile: Annotated[
+        Optional[int], tile_option(f"Positions recomputed at a time by the pgf engine (default {DEFAULT_TILE}).")
+    ] = None,
+    offload: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--offload/--no-offload",
+            help="Keep each layer's input on host memory (pgf engine on a GPU). Default: when they would take over half the free GPU memory.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--batch-size", min=1, metavar="N",
+            help="Equal-length regions computed together (default: pgf engine up to 262,144 positions per batch; autograd 1).",
+        ),
+    ] = None,
+    window: Annotated[
+        Optional[int],
+        typer.Option(
+            "--window", min=1, metavar="W",
+            help="Compute context-sized windows of W bp instead of one pass: each base keeps the gradient of the window "
+            "whose centre crop (--stride bp) holds it, that window's target being the target over the window alone.",
+        ),
+    ] = None,
+    stride: Annotated[
+        Optional[int], typer.Option("--stride", min=1, metavar="S", help="Crop kept from each window (default: W).")
+    ] = None,
+    dtype: DTypeOption = "float32",
+    kernels: KernelsOption = DEFAULT_KERNELS,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")
+    ],
+    fmt: Annotated[Optional[Format], typer.Option("--format", help="Output format, when the suffix does not say.")] = None,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Per-base sensitivities of a model's target to every base of the given regions."""
     request = AttributeRequest(
@@ -137,35 +169,65 @@ def attribute(
             total = sum(len(s.region) for s in summaries)
             reporter.info(f"wrote {output} ({len(summaries)} region{'s' if len(summaries) != 1 else ''}, {total:,} bp)")
 
-    run_guarded(work)
-
-
-EffectMode = Enum("EffectMode", {name: name for name in ("linear", "exact", "both")}, type=str)
+    run_guarded(work, ctx)
 
 
 @app.command()
 def effect(
-    fasta: Path = typer.Argument(..., metavar="FASTA", help="Reference FASTA."),
-    region: str = typer.Option(..., "--region", "-r", metavar="REGION", help="Region CHROM:START-END (1-based) whose outputs are tracked."),
-    variant: list[str] = typer.Option([], "--variant", metavar="CHROM:POS:REF>ALT", help="A SNV, 1-based (repeatable)."),
-    vcf: Optional[Path] = typer.Option(None, "--vcf", metavar="VCF", help="SNVs from a VCF (plain or gzip); multi-allelic records split per ALT."),
-    impulse: list[str] = typer.Option([], "--impulse", metavar="POS[:BASE]", help="A unit impulse on one base at a 1-based position (default: the reference base)."),
-    model: str = typer.Option(BUILTIN, "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' or a checkpoint directory."),
-    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
-    mode: EffectMode = typer.Option("linear", "--mode", help="'linear': J·v from one tangent sweep shared by all variants; 'exact': output(alt) - output(ref) from forward sweeps; 'both'."),
-    channel: Optional[str] = typer.Option(None, "--channel", metavar="CHANNEL", help="Output channel summarised in the TSV and the track (default: the first)."),
-    output: Path = typer.Option(..., "--output", "-o", metavar="OUT.h5", help="HDF5: one group per variant with (L, channels) effect datasets."),
-    summary: Optional[Path] = typer.Option(None, "--summary", metavar="TSV", help="Per-variant summary (default: OUT with .tsv)."),
-    track: Optional[Path] = typer.Option(None, "--track", metavar="FILE", help="One variant's effect as bedGraph or bigWig."),
-    track_variant: Optional[str] = typer.Option(None, "--track-variant", metavar="NAME", help="Which variant --track shows (CHROM:POS:REF>ALT or VCF ID; default: the first)."),
-    skip_mismatch: bool = typer.Option(False, "--skip-mismatch", help="Skip variants whose REF differs from the FASTA (default: stop with an error)."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=1, metavar="N", help=f"Positions computed at a time (default {DEFAULT_TILE})."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, metavar="N", help="Variants sharing one primal sweep."),
-    device: Device = typer.Option("auto", "--device", help="Where to compute."),
-    dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype."),
-    kernels: Kernels = typer.Option(DEFAULT_KERNELS, "--kernels", help=KERNELS_HELP),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary lines."),
+    ctx: typer.Context,
+    fasta: FastaArgument,
+    *,
+    region: Annotated[str, region_option("Region CHROM:START-END (1-based) whose outputs are tracked.")],
+    variant: Annotated[
+        list[str], typer.Option("--variant", metavar="CHROM:POS:REF>ALT", help="A SNV, 1-based (repeatable).")
+    ] = [],
+    vcf: Annotated[
+        Optional[Path], typer.Option("--vcf", metavar="VCF", help="SNVs from a VCF (plain or gzip); multi-allelic records split per ALT.")
+    ] = None,
+    impulse: Annotated[
+        list[str],
+        typer.Option("--impulse", metavar="POS[:BASE]", help="A unit impulse on one base at a 1-based position (default: the reference base)."),
+    ] = [],
+    model: ModelOption = BUILTIN,
+    vocab: VocabOption = None,
+    mode: Annotated[
+        EffectMode,
+        typer.Option(
+            "--mode",
+            help="'linear': J·v from one tangent sweep shared by all variants; 'exact': output(alt) - output(ref) from forward sweeps; 'both'.",
+        ),
+    ] = "linear",
+    channel: Annotated[
+        Optional[str],
+        typer.Option("--channel", metavar="CHANNEL", help="Output channel summarised in the TSV and the track (default: the first)."),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="OUT.h5", help="HDF5: one group per variant with (L, channels) effect datasets.")
+    ],
+    summary: Annotated[
+        Optional[Path], typer.Option("--summary", metavar="TSV", help="Per-variant summary (default: OUT with .tsv).")
+    ] = None,
+    track: Annotated[
+        Optional[Path], typer.Option("--track", metavar="FILE", help="One variant's effect as bedGraph or bigWig.")
+    ] = None,
+    track_variant: Annotated[
+        Optional[str],
+        typer.Option(
+            "--track-variant", metavar="NAME", help="Which variant --track shows (CHROM:POS:REF>ALT or VCF ID; default: the first)."
+        ),
+    ] = None,
+    skip_mismatch: Annotated[
+        bool, typer.Option("--skip-mismatch", help="Skip variants whose REF differs from the FASTA (default: stop with an error).")
+    ] = False,
+    tile: Annotated[Optional[int], tile_option(f"Positions computed at a time (default {DEFAULT_TILE}).")] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Variants sharing one primal sweep.")
+    ] = 32,
+    device: DeviceOption = "auto",
+    dtype: DTypeOption = "float32",
+    kernels: KernelsOption = DEFAULT_KERNELS,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Effect of SNVs (or impulses) on every output position of a region: linear (tangent) and/or exact.
 
@@ -183,30 +245,37 @@ def effect(
         with RichReporter(quiet=quiet) as reporter:
             run_effect(request, reporter)
 
-    run_guarded(work)
+    run_guarded(work, ctx)
 
 
 @app.command()
 def check(
-    fasta: Path = typer.Argument(..., metavar="FASTA", help="Reference FASTA."),
-    region: str = typer.Option(..., "--region", "-r", metavar="REGION", help="Region CHROM:START-END (1-based); its first --length bp are used."),
-    model: str = typer.Option(BUILTIN, "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' or a checkpoint directory."),
-    length: int = typer.Option(2000, "--length", min=1, metavar="N", help="Positions to compare (plain autograd must fit)."),
-    tile: int = typer.Option(256, "--tile", min=1, metavar="N", help="Tile of the pgf engine (small, to cross many tile edges)."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", metavar="TARGET", help=TARGET_HELP),
-    vocab: Optional[str] = typer.Option(None, "--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP),
-    device: Device = typer.Option("auto", "--device", help="Where to compute."),
-    dtype: DType = typer.Option("float32", "--dtype", help="Compute dtype."),
-    kernels: Kernels = typer.Option(DEFAULT_KERNELS, "--kernels", help=KERNELS_HELP),
+    ctx: typer.Context,
+    fasta: FastaArgument,
+    region: Annotated[str, region_option("Region CHROM:START-END (1-based); its first --length bp are used.")],
+    model: ModelOption = BUILTIN,
+    length: Annotated[
+        int, typer.Option("--length", min=1, metavar="N", help="Positions to compare (plain autograd must fit).")
+    ] = 2000,
+    tile: Annotated[int, tile_option("Tile of the pgf engine (small, to cross many tile edges).")] = 256,
+    target: TargetOption = None,
+    vocab: VocabOption = None,
+    device: DeviceOption = "auto",
+    dtype: DTypeOption = "float32",
+    kernels: KernelsOption = DEFAULT_KERNELS,
 ) -> None:
     """Self-test: run the pgf and autograd engines on a short slice and print how far apart they are.
 
     Exit code 0 when the largest difference is within the tolerance of the dtype
     (relative to the largest gradient entry), 1 when it is not.
     """
+    request = CheckRequest(
+        fasta=fasta, region=region, model=model, length=length, tile=tile, target=target,
+        dtype=dtype.value, device=device.value, vocab=vocab, kernels=kernels.value,
+    )
 
     def work() -> None:
-        result = run_check(str(fasta), region, model, length, tile, target, dtype.value, device.value, vocab, kernels.value)
+        result = run_check(request)
         typer.echo(f"region             {result.region.to_string(commas=True)} ({len(result.region):,} bp, tile {result.tile}, {result.dtype})")
         typer.echo(f"target             autograd {result.target_autograd:.9g}   pgf {result.target_pgf:.9g}")
         typer.echo(f"max |difference|   {result.max_abs_difference:.3e}")
@@ -217,7 +286,7 @@ def check(
             raise typer.Exit(1)
         typer.echo("OK: the engines agree")
 
-    run_guarded(work)
+    run_guarded(work, ctx)
 
 
 def main() -> None:

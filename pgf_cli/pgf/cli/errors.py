@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import typer
@@ -17,18 +18,26 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-class Settings:
-    """Global options set by the root command."""
+@dataclass
+class CliState:
+    """Options of the root command, carried to the subcommands in the click context (`ctx.obj`)."""
 
     debug: bool = False
 
 
-def run_guarded(work: Callable[[], T]) -> T:
-    """Run `work`; print a one-line message instead of a traceback (unless --debug)."""
+def debug_requested(ctx: typer.Context | None) -> bool:
+    """Whether `pgf --debug` was given (False without a command context, e.g. in library use)."""
+    state = ctx.find_object(CliState) if ctx is not None else None
+    return state is not None and state.debug
+
+
+def run_guarded(work: Callable[[], T], ctx: typer.Context | None = None) -> T:
+    """Run `work`; print a one-line message instead of a traceback (unless --debug, read from `ctx`)."""
+    debug = debug_requested(ctx)
     try:
         return work()
     except PgfUserError as exc:
-        if Settings.debug:
+        if debug:
             traceback.print_exc()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
@@ -38,7 +47,7 @@ def run_guarded(work: Callable[[], T]) -> T:
     except typer.Exit:
         raise
     except Exception as exc:
-        if Settings.debug:
+        if debug:
             traceback.print_exc()
         typer.echo(
             f"internal error: {type(exc).__name__}: {exc} (this is a bug in pgf; rerun with --debug for the traceback)",

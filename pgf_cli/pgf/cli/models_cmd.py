@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from pgf.cli.errors import run_guarded
+from pgf.cli.options import VOCAB_HELP
 from pgf.models.registry import human_count, load_model
 
 models_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
-
-VOCAB_HELP = "Token id of each base, A=ID,C=ID,G=ID,T=ID,N=ID (Hugging Face Mamba checkpoints need it unless config.json has pgf_vocab)."
 
 
 def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
@@ -39,8 +38,9 @@ def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
 
 @models_app.command("show")
 def show(
-    model: str = typer.Argument(..., help="'builtin', 'random-test' or a checkpoint directory."),
-    vocab: Optional[str] = typer.Option(None, "--vocab", help=VOCAB_HELP),
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="'builtin', 'random-test' or a checkpoint directory.")],
+    vocab: Annotated[Optional[str], typer.Option("--vocab", help=VOCAB_HELP)] = None,
 ) -> None:
     """Print a model's architecture, size, context length, vocabulary and checksum."""
 
@@ -50,4 +50,4 @@ def show(
         for name, value in lines:
             typer.echo(f"{name:<{width}}  {value}")
 
-    run_guarded(work)
+    run_guarded(work, ctx)

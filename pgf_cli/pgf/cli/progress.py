@@ -7,7 +7,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from pgf.engine.base import Progress as EngineProgress
 from pgf.io.regions import Region
-from pgf.workflows.attribute import RegionSummary
+from pgf.workflows.common import RegionSummary
 
 
 def format_bytes(n: int) -> str:

@@ -8,8 +8,9 @@ file on any error, so no half-written output is ever left.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -49,15 +50,60 @@ def resolve_format(path: str | Path, fmt: str | None = None) -> str:
 
 def hdf5_group_name(track: AttributionTrack) -> str:
     """The HDF5 group of a region: its 1-based coordinates, e.g. `chr1:1000001-1131072`."""
-    return track.region.to_string().replace("/", "%2F")
+    return _group_name(track.region)
+
+
+def _group_name(region: Region) -> str:
+    return region.to_string().replace("/", "%2F")
+
+
+def check_regions_fit_format(regions: Iterable[Region], fmt: str) -> None:
+    """The one check that `regions` fit one output of `fmt`, else an `OutputError`.
+
+    HDF5 holds each region once (one group per region); bedGraph and bigWig
+    hold one value per base, so their regions must not overlap. Workflows call
+    it before computing anything; the writers call it again on what they got.
+    """
+    if fmt == "h5":
+        seen = set()
+        for region in regions:
+            key = _group_name(region)
+            if key in seen:
+                raise OutputError(f"region {region} is given twice")
+            seen.add(key)
+        return
+    overlap = find_overlap(regions)
+    if overlap:
+        raise OutputError(
+            f"regions {overlap[0]} and {overlap[1]} overlap; a {fmt} track holds one value per base "
+            "(write overlapping regions to .h5 instead)"
+        )
+
+
+class TrackLabel(NamedTuple):
+    """The name and description on a bedGraph track line (bigWig files carry none)."""
+
+    name: str
+    description: str
 
 
 class TrackWriter(ABC):
     """Collects per-region tracks and writes one output file atomically."""
 
-    def __init__(self, path: str | Path, metadata: RunMetadata, chrom_sizes: Mapping[str, int], force: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        metadata: RunMetadata,
+        chrom_sizes: Mapping[str, int],
+        force: bool = False,
+        label: TrackLabel | None = None,
+    ):
         self.metadata = metadata
         self.chrom_sizes = dict(chrom_sizes)
+        self.label = label or TrackLabel(
+            f"pgf {metadata.method}",
+            f"pgf {metadata.tool_version} {metadata.method} of {metadata.target}, model {metadata.model_id}",
+        )
         self.output = AtomicOutput(path, force=force)
 
     @abstractmethod
@@ -97,8 +143,9 @@ class TrackWriter(ABC):
 class HDF5Writer(TrackWriter):
     """One group per region, named by its 1-based coordinates; see the README for the layout."""
 
-    def __init__(self, path, metadata, chrom_sizes, force=False):
-        super().__init__(path, metadata, chrom_sizes, force)
+    def __init__(self, path, metadata, chrom_sizes, force=False, label=None):
+        super().__init__(path, metadata, chrom_sizes, force, label)
+        self._regions: list[Region] = []
         try:
             self._file = h5py.File(self.output.temp_path, "w")
         except OSError as exc:
@@ -109,8 +156,9 @@ class HDF5Writer(TrackWriter):
 
     def add(self, track: AttributionTrack) -> None:
         name = hdf5_group_name(track)
-        if name in self._file:
-            raise OutputError(f"region {track.region} appears twice; one HDF5 group per region")
+        self._regions.append(track.region)
+        if name in self._file:  # the group exists: the one region check says why
+            check_regions_fit_format(self._regions, "h5")
         group = self._file.create_group(name)
         region = track.region
         group.attrs["chrom"] = region.chrom
@@ -143,8 +191,8 @@ class HDF5Writer(TrackWriter):
 class _IntervalWriter(TrackWriter):
     """Buffers per-region scores and writes them sorted by FASTA order and position."""
 
-    def __init__(self, path, metadata, chrom_sizes, force=False):
-        super().__init__(path, metadata, chrom_sizes, force)
+    def __init__(self, path, metadata, chrom_sizes, force=False, label=None):
+        super().__init__(path, metadata, chrom_sizes, force, label)
         self._tracks: list[tuple[str, int, np.ndarray]] = []
         self._regions = []
 
@@ -158,41 +206,23 @@ class _IntervalWriter(TrackWriter):
 
     def sorted_tracks(self) -> list[tuple[str, int, np.ndarray]]:
         """Tracks in FASTA order then position; overlapping regions are an `OutputError`."""
-        overlap = find_overlap(self._regions)
-        if overlap:
-            raise OutputError(
-                f"regions {overlap[0]} and {overlap[1]} overlap; a {self.format_label} track holds one value "
-                "per base (write overlapping regions to .h5)"
-            )
+        check_regions_fit_format(self._regions, self.format)
         order = {chrom: index for index, chrom in enumerate(self.chrom_sizes)}
         return sorted(self._tracks, key=lambda item: (order[item[0]], item[1]))
 
-    track_label: tuple[str, str] | None = None  # (name, description) overriding the attribution labels
-
-    @property
-    def track_name(self) -> str:
-        return self.track_label[0] if self.track_label else f"pgf {self.metadata.method}"
-
-    @property
-    def track_description(self) -> str:
-        if self.track_label:
-            return self.track_label[1]
-        meta = self.metadata
-        return f"pgf {meta.tool_version} {meta.method} of {meta.target}, model {meta.model_id}"
-
-    format_label = "interval"
+    format = "interval"  # the key of `WRITERS`
 
 
 class BedGraphWriter(_IntervalWriter):
     """`track type=bedGraph` line, then `chrom start end value` (0-based half-open), sorted;
     equal neighbouring values are merged; masked (NaN) positions are omitted."""
 
-    format_label = "bedGraph"
+    format = "bedgraph"
 
     def _finish(self) -> None:
         with open(self.output.temp_path, "w") as handle:
             handle.write(
-                f'track type=bedGraph name="{self.track_name}" description="{self.track_description}"\n'
+                f'track type=bedGraph name="{self.label.name}" description="{self.label.description}"\n'
             )
             for chrom, offset, score in self.sorted_tracks():
                 starts, ends, values = value_runs(score)
@@ -205,7 +235,7 @@ class BedGraphWriter(_IntervalWriter):
 class BigWigWriter(_IntervalWriter):
     """bigWig through pyBigWig; the header lists every sequence of the FASTA index."""
 
-    format_label = "bigWig"
+    format = "bigwig"
 
     def _finish(self) -> None:
         handle = pyBigWig.open(str(self.output.temp_path), "w")
@@ -235,6 +265,10 @@ def open_writer(
     metadata: RunMetadata,
     chrom_sizes: Mapping[str, int],
     force: bool = False,
+    label: TrackLabel | None = None,
 ) -> TrackWriter:
-    """A writer for `fmt` whose temporary output already exists (so bad paths fail early)."""
-    return WRITERS[fmt](path, metadata, chrom_sizes, force=force)
+    """A writer for `fmt` whose temporary output already exists (so bad paths fail early).
+
+    `label` names a bedGraph track (default: the method, target and model of `metadata`).
+    """
+    return WRITERS[fmt](path, metadata, chrom_sizes, force=force, label=label)

@@ -2,33 +2,37 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
 import pgf
-from pgf.engine.base import Progress
 from pgf.engine.registry import DEFAULT_ENGINE, get_engine
 from pgf.errors import GenomeError, OutputError, PgfUserError, TargetError
 from pgf.io.atomic import check_output_path
 from pgf.io.genome import Genome
 from pgf.io.onehot import InvalidSequenceError, one_hot
-from pgf.io.regions import Region, find_overlap, parse_region, read_bed
+from pgf.io.regions import Region, parse_region, read_bed
 from pgf.io.tracks import AttributionTrack, RunMetadata
-from pgf.io.writers import open_writer, resolve_format
-from pgf.models.registry import BUILTIN, load_model
+from pgf.io.writers import check_regions_fit_format, open_writer, resolve_format
+from pgf.models.registry import BUILTIN
 from pgf.models.targets import Target, parse_target
-from pgf.workflows.methods import DEFAULT_METHOD, METHODS, score_gradient
+from pgf.workflows.common import (
+    RegionSummary,
+    Reporter,
+    SilentReporter,
+    load_model_for_user,
+    peak_memory,
+    resolve_device,
+    resolve_dtype,
+)
 from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
+from pgf.workflows.methods import DEFAULT_METHOD, METHODS, score_gradient
 from pgf.workflows.windows import window_spans
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 AUTO_BATCH_POSITIONS = 2**18  # the pgf engine batches equal-length regions up to this many positions
 
 
@@ -58,56 +62,6 @@ class AttributeRequest:
     kernels: str = DEFAULT_KERNELS
 
 
-@dataclass
-class RegionSummary:
-    region: Region
-    seconds: float
-    peak_memory_bytes: int
-    memory_kind: str  # "peak RSS" (process, CPU) or "peak CUDA" (this region)
-    target_value: float  # NaN with --window (one target per window; see window_target_value)
-    masked_bases: int
-    batch: int = 1  # regions computed together (seconds and memory are the batch's)
-
-
-class Reporter(Protocol):
-    """How a workflow talks to its user interface (the CLI draws progress bars)."""
-
-    def warn(self, message: str) -> None: ...
-
-    def info(self, message: str) -> None: ...
-
-    def region_started(self, regions: list[Region], index: int, count: int) -> Progress: ...
-
-    def region_finished(self, summary: RegionSummary) -> None: ...
-
-
-class SilentReporter:
-    """A reporter that says nothing (library use, tests)."""
-
-    def warn(self, message: str) -> None:
-        pass
-
-    def info(self, message: str) -> None:
-        pass
-
-    def region_started(self, regions: list[Region], index: int, count: int) -> Progress:
-        return lambda done, total: None
-
-    def region_finished(self, summary: RegionSummary) -> None:
-        pass
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when available; asking for CUDA without it is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PgfUserError("--device cuda was requested but no CUDA device is available (is a CUDA build of torch installed?)")
-    if name not in ("cpu", "cuda"):
-        raise PgfUserError(f"unknown device {name!r}; choose auto, cpu or cuda")
-    return torch.device(name)
-
-
 def resolve_regions(genome: Genome, specs: list[str], bed: Path | None) -> list[Region]:
     """The --region strings then the BED regions, checked against the genome; at least one."""
     regions = [parse_region(spec, genome.chrom_sizes) for spec in specs]
@@ -116,24 +70,6 @@ def resolve_regions(genome: Genome, specs: list[str], bed: Path | None) -> list[
     if not regions:
         raise PgfUserError("no region given: use --region CHROM:START-END (repeatable) or --regions FILE.bed")
     return regions
-
-
-def _check_regions_fit_format(regions: list[Region], fmt: str) -> None:
-    """HDF5 takes each region once; bedGraph and bigWig (one value per base) take no overlaps."""
-    if fmt == "h5":
-        seen = set()
-        for region in regions:
-            key = (region.chrom, region.start, region.end)
-            if key in seen:
-                raise OutputError(f"region {region} is given twice")
-            seen.add(key)
-    else:
-        overlap = find_overlap(regions)
-        if overlap:
-            raise OutputError(
-                f"regions {overlap[0]} and {overlap[1]} overlap; a {fmt} track holds one value per base "
-                "(write overlapping regions to .h5 instead)"
-            )
 
 
 def _check_output_is_not_an_input(request: AttributeRequest) -> None:
@@ -161,14 +97,6 @@ def _resolve_target(request: AttributeRequest, model, genome: Genome, regions: l
     for region in regions:
         target.check_region(region.start, region.end, str(region), chrom=region.chrom)
     return target
-
-
-def _peak_memory(device: torch.device) -> tuple[int, str]:
-    """Peak memory in bytes and what it measures (CUDA allocations, or the process RSS)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device), "peak CUDA"
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "peak RSS"
 
 
 def _encode(genome: Genome, region: Region) -> np.ndarray:
@@ -263,8 +191,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     reporter = reporter or SilentReporter()
     if request.method not in METHODS:
         raise PgfUserError(f"unknown method {request.method!r}; choose one of: {', '.join(METHODS)}")
-    if request.dtype not in DTYPES:
-        raise PgfUserError(f"unknown dtype {request.dtype!r}; choose one of: {', '.join(DTYPES)}")
+    dtype = resolve_dtype(request.dtype)
     if request.tile is not None and request.tile < 1:
         raise PgfUserError("--tile must be a positive number of positions")
     _check_window_options(request)
@@ -273,16 +200,11 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     _check_output_is_not_an_input(request)
     engine = get_engine(request.engine, request.tile, offload=request.offload)
     device = resolve_device(request.device)
-    dtype = DTYPES[request.dtype]
 
     with Genome(request.fasta) as genome, use_kernels(request.kernels, device):
         regions = resolve_regions(genome, request.regions, request.bed)
-        _check_regions_fit_format(regions, fmt)
-        loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)
-        if not loaded.info.trained:
-            reporter.warn(f"model {loaded.info.model_id!r} is a {loaded.info.note}")
-        elif loaded.info.note:  # e.g. the built-in model: trained on simulated DNA only
-            reporter.info(f"model {loaded.info.model_id!r}: {loaded.info.note}")
+        check_regions_fit_format(regions, fmt)
+        loaded = load_model_for_user(request.model, device, dtype, request.vocab, reporter)
         target = _resolve_target(request, loaded.model, genome, regions)
         metadata = RunMetadata(
             method=request.method,
@@ -324,7 +246,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
                             extra_attributes=scores.extra_attributes,
                         )
                     )
-                peak, kind = _peak_memory(device)
+                peak, kind = peak_memory(device)
                 seconds = time.perf_counter() - began
                 for region, onehot, (_, target_value, _) in zip(batch, encoded, results):
                     summary = RegionSummary(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -12,12 +13,28 @@ from pgf.errors import PgfUserError
 from pgf.io.genome import Genome
 from pgf.io.onehot import one_hot
 from pgf.io.regions import Region, parse_region
-from pgf.models.registry import load_model
+from pgf.models.registry import BUILTIN, load_model
 from pgf.models.targets import parse_target
-from pgf.workflows.attribute import DTYPES, resolve_device
+from pgf.workflows.common import resolve_device, resolve_dtype
 from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}  # max |difference| / max |gradient|
+
+
+@dataclass
+class CheckRequest:
+    """Everything `pgf check` was asked to do."""
+
+    fasta: Path
+    region: str
+    model: str = BUILTIN
+    length: int = 2000
+    tile: int = 256
+    target: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    vocab: str | None = None
+    kernels: str = DEFAULT_KERNELS
 
 
 @dataclass
@@ -38,32 +55,21 @@ class CheckResult:
         return self.max_rel_difference <= self.tolerance
 
 
-def run_check(
-    fasta: str,
-    region_spec: str,
-    model_spec: str,
-    length: int = 2000,
-    tile: int = 256,
-    target_spec: str | None = None,
-    dtype: str = "float32",
-    device: str = "auto",
-    vocab: str | None = None,
-    kernels: str = DEFAULT_KERNELS,
-) -> CheckResult:
+def run_check(request: CheckRequest) -> CheckResult:
     """Gradients of the same target from `autograd` and `pgf` on the first `length` bp of the region."""
+    length, tile, dtype = request.length, request.tile, request.dtype
     if length < 1 or tile < 1:
         raise PgfUserError("--length and --tile must be positive")
-    if dtype not in DTYPES:
-        raise PgfUserError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
-    torch_device = resolve_device(device)
-    with Genome(fasta) as genome, use_kernels(kernels, torch_device):
-        region = parse_region(region_spec, genome.chrom_sizes)
+    torch_dtype = resolve_dtype(dtype)
+    torch_device = resolve_device(request.device)
+    with Genome(request.fasta) as genome, use_kernels(request.kernels, torch_device):
+        region = parse_region(request.region, genome.chrom_sizes)
         region = Region(region.chrom, region.start, min(region.end, region.start + length), region.name)
         encoded = one_hot(genome.fetch(region))
-    loaded = load_model(model_spec, device=torch_device, dtype=DTYPES[dtype], vocab=vocab)
-    target = parse_target(target_spec, loaded.model)
+    loaded = load_model(request.model, device=torch_device, dtype=torch_dtype, vocab=request.vocab)
+    target = parse_target(request.target, loaded.model)
     target.check_region(region.start, region.end, str(region), chrom=region.chrom)
-    inputs = torch.from_numpy(encoded).to(device=torch_device, dtype=DTYPES[dtype]).unsqueeze(0)
+    inputs = torch.from_numpy(encoded).to(device=torch_device, dtype=torch_dtype).unsqueeze(0)
     results, seconds = {}, {}
     for name in ("autograd", "pgf"):
         began = time.perf_counter()

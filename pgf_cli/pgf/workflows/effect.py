@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -24,18 +23,21 @@ import pgf
 from pgf.engine.forward import forward_sweep
 from pgf.engine.tangent import OutputFunction, TangentEngine
 from pgf.errors import OutputError, PgfUserError
-from pgf.io.atomic import AtomicOutput, check_output_path
+from pgf.io.atomic import check_output_path
+from pgf.io.effect_writers import EffectResult, Perturbation, write_effect_hdf5, write_effect_summary, write_effect_track
 from pgf.io.genome import Genome
 from pgf.io.onehot import BASES, one_hot
 from pgf.io.regions import Region, parse_region
 from pgf.io.tracks import RunMetadata
-from pgf.io.variants import Variant, check_variants, parse_variant, read_vcf
-from pgf.io.writers import open_writer, resolve_format
+from pgf.io.variants import check_variants, parse_variant, read_vcf
+from pgf.io.writers import resolve_format
 from pgf.models.base import SequenceModel
-from pgf.models.registry import BUILTIN, load_model
+from pgf.models.registry import BUILTIN
 from pgf.models.targets import parse_target
-from pgf.workflows.attribute import DTYPES, Reporter, SilentReporter, resolve_device
+from pgf.workflows.common import Reporter, SilentReporter, load_model_for_user, resolve_device, resolve_dtype
 from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
+
+__all__ = ["EffectRequest", "EffectResult", "MODES", "Perturbation", "output_function", "run_effect"]
 
 MODES = ("linear", "exact", "both")
 
@@ -62,17 +64,6 @@ class EffectRequest:
     dtype: str = "float32"
     force: bool = False
     kernels: str = DEFAULT_KERNELS
-
-
-@dataclass(frozen=True)
-class Perturbation:
-    """A named input direction at one position: a variant, or a unit impulse on one base."""
-
-    name: str
-    position: int  # 0-based genome coordinate
-    ref_index: int | None  # base removed (variants), None for impulses
-    alt_index: int
-    variant: Variant | None = None
 
 
 def output_function(model: SequenceModel) -> tuple[OutputFunction, list[str], str]:
@@ -134,13 +125,6 @@ def _direction(perturbation: Perturbation, region: Region, L: int) -> np.ndarray
     return v
 
 
-@dataclass
-class EffectResult:
-    perturbation: Perturbation
-    linear: np.ndarray | None  # (L, C)
-    exact: np.ndarray | None  # (L, C)
-
-
 def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list[EffectResult]:
     """Compute every perturbation's effect track; write HDF5, the TSV summary and an optional track."""
     reporter = reporter or SilentReporter()
@@ -157,19 +141,14 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
     track_format = resolve_format(request.track) if request.track else None
     if track_format == "h5":
         raise OutputError("--track writes one variant's track as bedGraph or bigWig (.bedgraph/.bg/.bw/.bigwig)")
-    device, dtype = resolve_device(request.device), DTYPES.get(request.dtype)
-    if dtype is None:
-        raise PgfUserError(f"unknown dtype {request.dtype!r}; choose one of: {', '.join(DTYPES)}")
+    device = resolve_device(request.device)
+    dtype = resolve_dtype(request.dtype)
 
     with Genome(request.fasta) as genome, use_kernels(request.kernels, device):
         region = parse_region(request.region, genome.chrom_sizes)
         sequence = genome.fetch(region)
         perturbations = _perturbations(request, genome, region, sequence, reporter)
-        loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)
-        if not loaded.info.trained:
-            reporter.warn(f"model {loaded.info.model_id!r} is a {loaded.info.note}")
-        elif loaded.info.note:  # e.g. the built-in model: trained on simulated DNA only
-            reporter.info(f"model {loaded.info.model_id!r}: {loaded.info.note}")
+        loaded = load_model_for_user(request.model, device, dtype, request.vocab, reporter)
         output, channels, description = output_function(loaded.model)
         channel = _channel_index(request.channel, channels)
         track_index = _track_index(request, perturbations)
@@ -207,16 +186,14 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
             "model_id": loaded.info.model_id, "model_checksum": loaded.info.checksum,
             "model_trained": loaded.info.trained, "dtype": request.dtype, "tool_version": pgf.__version__,
         }
-        _write_hdf5(request.output, request.force, metadata, baseline[0].float().cpu().numpy(), results)
-        _write_summary(summary_path, request.force, region, results, channel, channels)
+        write_effect_hdf5(request.output, request.force, metadata, baseline[0].float().cpu().numpy(), results)
+        write_effect_summary(summary_path, request.force, region, results, channel, channels)
         if request.track:
-            chosen = results[track_index]
-            values = (chosen.linear if chosen.linear is not None else chosen.exact)[:, channel]
-            label = (f"pgf effect {chosen.perturbation.name}", f"pgf {pgf.__version__} effect of {chosen.perturbation.name} on {description} {channels[channel]}, model {loaded.info.model_id}")
-            meta = RunMetadata("effect", description, loaded.info.model_id, loaded.info.checksum, loaded.info.trained, "pgf-tangent", request.dtype, pgf.__version__)
-            with open_writer(request.track, track_format, meta, genome.chrom_sizes, force=request.force) as writer:
-                writer.track_label = label
-                writer.add_values(region, values)
+            info = loaded.info
+            meta = RunMetadata("effect", description, info.model_id, info.checksum, info.trained, "pgf-tangent", request.dtype, pgf.__version__)
+            write_effect_track(
+                request.track, track_format, request.force, genome.chrom_sizes, region, results[track_index], channel, channels, meta
+            )
         reporter.info(
             f"{region.to_string(commas=True)}  {L:,} bp  {len(results)} perturbation(s)  {request.mode}  {seconds:.2f} s  "
             f"wrote {request.output}, {summary_path}" + (f", {request.track}" if request.track else "")
@@ -241,56 +218,3 @@ def _track_index(request: EffectRequest, perturbations: list[Perturbation]) -> i
         if request.track_variant in (p.name, p.variant.id if p.variant else None):
             return index
     raise PgfUserError(f"--track-variant {request.track_variant!r} is none of the computed variants")
-
-
-def _statistics(values: np.ndarray, region: Region) -> tuple[float, float, int]:
-    """(sum, max |value|, 1-based position of the max)."""
-    index = int(np.argmax(np.abs(values)))
-    return float(values.sum()), float(abs(values[index])), region.start + index + 1
-
-
-def _write_hdf5(path: Path, force: bool, metadata: dict, baseline: np.ndarray, results: list[EffectResult]) -> None:
-    output = AtomicOutput(path, force=force)
-    try:
-        with h5py.File(output.temp_path, "w") as h5:
-            for key, value in metadata.items():
-                h5.attrs[key] = value
-            h5.create_dataset("reference_output", data=baseline.astype(np.float32))
-            for result in results:
-                group = h5.create_group(result.perturbation.name.replace("/", "%2F"))
-                p = result.perturbation
-                group.attrs["position"] = p.position + 1
-                if p.variant is not None:
-                    group.attrs.update({"chrom": p.variant.chrom, "ref": p.variant.ref, "alt": p.variant.alt, "id": p.variant.id or ""})
-                else:
-                    group.attrs.update({"impulse_base": BASES[p.alt_index]})
-                for mode in ("linear", "exact"):
-                    values = getattr(result, mode)
-                    if values is not None:
-                        group.create_dataset(mode, data=values.astype(np.float32), compression="gzip", shuffle=True)
-        output.commit()
-    finally:
-        output.abort()
-
-
-def _write_summary(path: Path, force: bool, region: Region, results: list[EffectResult], channel: int, channels: list[str]) -> None:
-    modes = [m for m in ("linear", "exact") if getattr(results[0], m) is not None]
-    header = ["variant", "id", "chrom", "pos", "ref", "alt"]
-    for mode in modes:
-        header += [f"{mode}_sum", f"{mode}_max_abs", f"{mode}_max_abs_pos"]
-    output = AtomicOutput(path, force=force)
-    try:
-        with open(output.temp_path, "w") as handle:
-            handle.write(f"# channel: {channels[channel]}; positions 1-based\n")
-            handle.write("\t".join(header) + "\n")
-            for result in results:
-                p = result.perturbation
-                ref = p.variant.ref if p.variant else "."
-                row = [p.name, (p.variant.id or ".") if p.variant else ".", region.chrom, str(p.position + 1), ref, BASES[p.alt_index]]
-                for mode in modes:
-                    total, peak, where = _statistics(getattr(result, mode)[:, channel], region)
-                    row += [f"{total:.9g}", f"{peak:.9g}", str(where)]
-                handle.write("\t".join(row) + "\n")
-        output.commit()
-    finally:
-        output.abort()

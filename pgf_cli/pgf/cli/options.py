@@ -1,0 +1,65 @@
+"""Options and choices shared by the commands, declared once (`typing.Annotated` aliases).
+
+A command writes `model: ModelOption = BUILTIN`; the flag names, metavar and
+help live here, so `attribute`, `effect` and `check` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pgf.engine.registry import ENGINES
+from pgf.io.writers import FORMATS
+from pgf.models.targets import TARGET_HELP
+from pgf.workflows.common import DTYPES
+from pgf.workflows.kernels import KERNELS_HELP
+from pgf.workflows.methods import METHODS
+from pgf_kernels import BACKENDS
+
+
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum whose members are `values` (typer shows them as the option's choices)."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+Method = _choices("Method", METHODS)
+EngineName = _choices("EngineName", ENGINES)
+Device = _choices("Device", ("auto", "cpu", "cuda"))
+Format = _choices("Format", FORMATS)
+DType = _choices("DType", DTYPES)
+Kernels = _choices("Kernels", BACKENDS)
+EffectMode = _choices("EffectMode", ("linear", "exact", "both"))
+
+VOCAB_HELP = "Token id of each base, A=ID,C=ID,G=ID,T=ID,N=ID (Hugging Face Mamba checkpoints need it unless config.json has pgf_vocab)."
+
+
+def region_option(help: str) -> Any:
+    """--region/-r REGION; each command says what the region is for."""
+    return typer.Option("--region", "-r", metavar="REGION", help=help)
+
+
+def tile_option(help: str) -> Any:
+    """--tile N (positive); each command says what its tile means and its default."""
+    return typer.Option("--tile", min=1, metavar="N", help=help)
+
+
+FastaArgument = Annotated[
+    Path, typer.Argument(metavar="FASTA", help="Reference FASTA (plain or bgzip); its .fai is built if missing.")
+]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' (untrained, for smoke tests) or a checkpoint directory."
+    ),
+]
+TargetOption = Annotated[Optional[str], typer.Option("--target", "-t", metavar="TARGET", help=TARGET_HELP)]
+VocabOption = Annotated[Optional[str], typer.Option("--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP)]
+DeviceOption = Annotated[Device, typer.Option("--device", help="Where to compute; auto = CUDA when available.")]
+DTypeOption = Annotated[DType, typer.Option("--dtype", help="Compute dtype of weights and activations.")]
+KernelsOption = Annotated[Kernels, typer.Option("--kernels", help=KERNELS_HELP)]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary lines.")]
