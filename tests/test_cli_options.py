@@ -1,0 +1,42 @@
+"""Options shared by the commands are declared once (pgf.cli.options), so they read the same everywhere."""
+
+import typer.main
+
+from pgf.cli.app import app
+
+SHARED = {
+    "fasta": ("attribute", "effect", "check"),
+    "model": ("attribute", "effect", "check"),
+    "vocab": ("attribute", "effect", "check"),
+    "device": ("attribute", "effect", "check"),
+    "dtype": ("attribute", "effect", "check"),
+    "kernels": ("attribute", "effect", "check"),
+    "target": ("attribute", "check"),
+    "force": ("attribute", "effect"),
+    "quiet": ("attribute", "effect"),
+}
+
+
+def describe(param) -> tuple:
+    return (tuple(param.opts), param.metavar, getattr(param, "help", None), param.default, param.required)
+
+
+def test_shared_options_are_identical():
+    group = typer.main.get_command(app)
+    commands = {name: {p.name: p for p in group.commands[name].params} for name in ("attribute", "effect", "check")}
+    for name, users in SHARED.items():
+        seen = {describe(commands[command][name]) for command in users}
+        assert len(seen) == 1, (name, seen)
+
+
+def test_region_and_tile_keep_their_flags():
+    group = typer.main.get_command(app)
+    for command in ("attribute", "effect", "check"):
+        params = {p.name: p for p in group.commands[command].params}
+        assert params["region"].opts == ["--region", "-r"] and params["region"].metavar == "REGION"
+        assert params["tile"].opts == ["--tile"] and params["tile"].metavar == "N"
+    # --help lists the options in the order they always had
+    order = [p.name for p in group.commands["attribute"].params]
+    assert order[:4] == ["fasta", "region", "regions", "model"] and order[-4:] == ["output", "fmt", "force", "quiet"]
+    order = [p.name for p in group.commands["effect"].params]
+    assert order[:3] == ["fasta", "region", "variant"] and order.index("output") == order.index("channel") + 1
