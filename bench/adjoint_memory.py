@@ -56,8 +56,7 @@ def child(method: str, length: int, tile: int, device: str, save: str | None) ->
     import numpy as np
     import torch
 
-    from pgf.engine.adjoint import AdjointEngine
-    from pgf.engine.autograd import AutogradEngine
+    from pgf.engine import AutogradEngine, PgfEngine
     from pgf.models.targets import parse_target
 
     model = build_model().to(device)
@@ -70,12 +69,12 @@ def child(method: str, length: int, tile: int, device: str, save: str | None) ->
         torch.cuda.reset_peak_memory_stats()
     began = time.perf_counter()
     if method == "autograd":
-        result = AutogradEngine().gradient(model, onehot, target, [0])
+        result = AutogradEngine().gradient(model, onehot, target.readout([0]))
         gradient, value = result.gradient, float(result.target_value[0])
     elif method == "checkpoint":
         gradient, value = checkpointed_gradient(model, onehot, target)
     else:
-        result = AdjointEngine(tile=tile).gradient(model, onehot, target, [0])
+        result = PgfEngine(tile=tile).gradient(model, onehot, target.readout([0]))
         gradient, value = result.gradient, float(result.target_value[0])
     if device == "cuda":
         torch.cuda.synchronize()

@@ -91,13 +91,16 @@ def run_paper(mixer, u, u_dot):
 
 
 def run_pgf(mixer, u, u_dot, tile):
-    from pgf.engine.tangent import scan_jvp
-    from pgf.models.layered import Scan
+    from pgf.engine import Scan
+    from pgf.engine.streaming import Dual, TangentMode
+    from pgf.engine.tiles import TileOutput, tile_spans
 
-    L = u.shape[1]
-    tiles = [(s, min(s + tile, L)) for s in range(0, L, tile)]
-    _, tangent = scan_jvp(Scan(mixer), u, u_dot.unsqueeze(0), tiles)
-    return tangent[0]
+    scan, mode, x = Scan(mixer), TangentMode(1), Dual(u, u_dot.unsqueeze(0))
+    state, track = mode.zero_state(scan, x), TileOutput(u.shape[1])
+    for s, e in tile_spans(u.shape[1], tile):
+        out, state = mode.call(scan.tile, mode.slice(x, s, e), state)
+        track.write(s, e, out.tangent[0])
+    return track.value
 
 
 def child(method: str, setting: str, length: int, device: str, tile: int, save: str) -> dict:

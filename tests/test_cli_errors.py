@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from pgf.cli.app import app
-from pgf.engine.adjoint import AdjointEngine
+from pgf.engine import PgfEngine
 from helpers import random_sequence, write_fasta
 
 CHROM_SIZES = {"chr1": 1200, "chr2": 600}
@@ -295,7 +295,7 @@ def test_missing_output_option_is_a_usage_error(genome):
 
 def fail_on_call(monkeypatch, number: int, exception: BaseException) -> dict[str, int]:
     """Make the default (PGF adjoint) engine raise `exception` on its `number`-th call (1-based)."""
-    original = AdjointEngine.gradient
+    original = PgfEngine.gradient
     calls = {"n": 0}
 
     def gradient(self, *args, **kwargs):
@@ -304,7 +304,7 @@ def fail_on_call(monkeypatch, number: int, exception: BaseException) -> dict[str
             raise exception
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(AdjointEngine, "gradient", gradient)
+    monkeypatch.setattr(PgfEngine, "gradient", gradient)
     return calls
 
 

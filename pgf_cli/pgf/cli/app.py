@@ -28,8 +28,7 @@ from pgf.cli.options import (
     tile_option,
 )
 from pgf.cli.progress import RichReporter
-from pgf.engine.adjoint import DEFAULT_TILE
-from pgf.engine.registry import DEFAULT_ENGINE
+from pgf.engine import DEFAULT_ENGINE, DEFAULT_TILE
 from pgf.models.registry import BUILTIN
 from pgf.workflows.attribute import AttributeRequest, run_attribute
 from pgf.workflows.check import CheckRequest, run_check

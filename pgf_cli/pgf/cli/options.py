@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pgf.engine.registry import ENGINES
+from pgf.engine import ENGINES
 from pgf.io.writers import FORMATS
 from pgf.models.targets import TARGET_HELP
 from pgf.workflows.common import DTYPES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from pgf.engine.base import Progress as EngineProgress
+from pgf.engine import Progress as EngineProgress
 from pgf.io.regions import Region
 from pgf.workflows.common import RegionSummary
 

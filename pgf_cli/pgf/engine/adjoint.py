@@ -28,6 +28,7 @@ StartStates = dict[tuple[int, int], ScanState]  # tile span -> the scan's state 
 class GradientResult:
     gradient: torch.Tensor  # (b, L, 4): d f / d onehot, same dtype as the input
     target_value: torch.Tensor  # (b,): f of each row
+    offloaded: bool = False  # whether saved layer inputs went to host memory
 
 
 def pointwise_vjp(
@@ -110,7 +111,7 @@ def adjoint_gradient(
         gradient = pointwise_vjp(model.embed, onehot, cotangent, tiles)
         for _ in tiles:
             counter.step()
-    return GradientResult(gradient=gradient, target_value=values)
+    return GradientResult(gradient=gradient, target_value=values, offloaded=store.active)
 
 
 def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offload, counter: ProgressCounter):
@@ -194,15 +195,3 @@ def _scan_backward(
         state_bar = tuple(torch.zeros_like(t) if g is None else g for t, g in zip(state, grads[1:]))
         counter.step()
 
-
-def __getattr__(name: str):
-    """Transitional names of the previous module (removed once call sites move)."""
-    if name == "DEFAULT_TILE":
-        from pgf.engine.tiles import DEFAULT_TILE
-
-        return DEFAULT_TILE
-    if name == "AdjointEngine":
-        from pgf.engine.compat import AdjointEngine
-
-        return AdjointEngine
-    raise AttributeError(name)

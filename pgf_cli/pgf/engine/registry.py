@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from pgf.engine.autograd import AutogradEngine
 from pgf.engine.base import Engine
-from pgf.engine.compat import AdjointEngine as PgfEngine, AutogradEngine  # transitional
+from pgf.engine.tiled import PgfEngine
 from pgf.errors import PgfUserError
 
 ENGINES = ("pgf", "autograd")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import pgf
-from pgf.engine.registry import DEFAULT_ENGINE, get_engine
+from pgf.engine import DEFAULT_ENGINE, get_engine
 from pgf.errors import GenomeError, OutputError, PgfUserError, TargetError
 from pgf.io.atomic import check_output_path
 from pgf.io.genome import Genome
@@ -140,7 +140,7 @@ def _batches(regions: list[Region], batch_size: int) -> list[list[Region]]:
 def _batch_gradients(engine, model, encoded, regions, target, device, dtype, progress) -> list[GradientAndValue]:
     """One engine call for a batch of equal-length regions."""
     inputs = torch.from_numpy(np.stack(encoded)).to(device=device, dtype=dtype)
-    result = engine.gradient(model, inputs, target, [region.start for region in regions], progress)
+    result = engine.gradient(model, inputs, target.readout([region.start for region in regions]), progress)
     gradients = result.gradient.detach().float().cpu().numpy()
     return [(gradients[i], float(result.target_value[i]), {}) for i in range(len(regions))]
 
@@ -154,7 +154,7 @@ def _windowed(engine, model, onehot, region, target, request, device, dtype, pro
     for first in range(0, len(spans), limit):
         chunk = spans[first : first + limit]
         inputs = torch.from_numpy(np.stack([onehot[s.start : s.end] for s in chunk])).to(device=device, dtype=dtype)
-        result = engine.gradient(model, inputs, target, [region.start + s.start for s in chunk], progress)
+        result = engine.gradient(model, inputs, target.readout([region.start + s.start for s in chunk]), progress)
         window_gradients = result.gradient.detach().float().cpu().numpy()
         for i, span in enumerate(chunk):
             gradient[span.crop_start : span.crop_end] = window_gradients[i, span.crop_start - span.start : span.crop_end - span.start]

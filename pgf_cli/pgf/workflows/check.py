@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from pgf.engine.registry import get_engine
+from pgf.engine import get_engine
 from pgf.errors import PgfUserError
 from pgf.io.genome import Genome
 from pgf.io.onehot import one_hot
@@ -73,7 +73,7 @@ def run_check(request: CheckRequest) -> CheckResult:
     results, seconds = {}, {}
     for name in ("autograd", "pgf"):
         began = time.perf_counter()
-        results[name] = get_engine(name, tile=tile).gradient(loaded.model, inputs, target, [region.start])
+        results[name] = get_engine(name, tile=tile).gradient(loaded.model, inputs, target.readout([region.start]))
         seconds[name] = time.perf_counter() - began
     reference, tiled = results["autograd"], results["pgf"]
     difference = (tiled.gradient - reference.gradient).abs().max().item()

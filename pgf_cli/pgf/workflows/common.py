@@ -9,7 +9,7 @@ from typing import Protocol
 
 import torch
 
-from pgf.engine.base import Progress
+from pgf.engine import Progress
 from pgf.errors import PgfUserError
 from pgf.io.regions import Region
 from pgf.models.registry import LoadedModel, load_model

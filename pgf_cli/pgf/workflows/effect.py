@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 import pgf
-from pgf.engine.forward import forward_sweep
-from pgf.engine.tangent import OutputFunction, TangentEngine
+from pgf.engine import PgfEngine, Readout
 from pgf.errors import OutputError, PgfUserError
 from pgf.io.atomic import check_output_path
 from pgf.io.effect_writers import EffectResult, Perturbation, write_effect_hdf5, write_effect_summary, write_effect_track
@@ -66,14 +65,14 @@ class EffectRequest:
     kernels: str = DEFAULT_KERNELS
 
 
-def output_function(model: SequenceModel) -> tuple[OutputFunction, list[str], str]:
+def output_function(model: SequenceModel) -> tuple[Readout, list[str], str]:
     """What `pgf effect` tracks for this model, with channel names and a description."""
     if model.lm_kind is not None:
         target = parse_target("loglik", model)
         what = "log p(reference base l | sequence)" if model.lm_kind == "masked" else "log p(reference base l+1 | bases <= l), at l"
 
         def loglik(outputs, onehot, offset):
-            return target.contributions(outputs, onehot, [0], offset).unsqueeze(-1)
+            return target.readout([0])(outputs, onehot, offset).unsqueeze(-1)
 
         return loglik, ["log_p_ref"], what
     name = model.default_output
@@ -158,22 +157,22 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
         began = time.perf_counter()
         progress = reporter.region_started([region], 0, 1)
         linear = exact = None
+        engine = PgfEngine(tile=request.tile)
         baseline = None
         if request.mode in ("linear", "both"):
             linear = []
-            engine = TangentEngine(tile=request.tile)
             for first in range(0, len(perturbations), request.batch_size):
                 chunk = perturbations[first : first + request.batch_size]
                 directions = torch.from_numpy(np.stack([_direction(p, region, L) for p in chunk])).to(device=device, dtype=dtype)
-                baseline, tangents = engine.jvp(loaded.model, reference, directions.unsqueeze(1), output, progress)
+                baseline, tangents = engine.tangent(loaded.model, reference, directions.unsqueeze(1), output, progress)
                 linear += list(tangents[:, 0].float().cpu().numpy())
         if request.mode in ("exact", "both"):
             exact = []
-            baseline = forward_sweep(loaded.model, reference, output, request.tile)
+            baseline = engine.forward(loaded.model, reference, output)
             for first in range(0, len(perturbations), request.batch_size):
                 chunk = perturbations[first : first + request.batch_size]
                 altered = torch.from_numpy(np.stack([onehot + _direction(p, region, L) for p in chunk])).to(device=device, dtype=dtype)
-                values = forward_sweep(loaded.model, altered, output, request.tile, reference=reference.expand(len(chunk), -1, -1))
+                values = engine.forward(loaded.model, altered, output, reference=reference.expand(len(chunk), -1, -1))
                 exact += list((values - baseline).float().cpu().numpy())
         results = [
             EffectResult(p, None if linear is None else linear[i], None if exact is None else exact[i])
