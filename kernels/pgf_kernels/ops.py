@@ -26,7 +26,7 @@ import torch
 
 from pgf_kernels.reference import selective_scan_ref
 
-BACKENDS = ("reference", "triton", "cpu", "auto")
+BACKENDS = ("reference", "triton", "auto", "cpu")  # "cpu" last: messages keep their old prefix
 _backend = "auto"
 # Whether "auto" runs the compiled CPU kernels on CPU tensors. Off until the tests that pin
 # "auto on CPU = reference" (tests/test_cli_kernels.py, tests/test_kernels_triton.py) are
@@ -41,7 +41,7 @@ def _check_name(name: str) -> str:
 
 
 def set_kernel_backend(name: str) -> None:
-    """Set the process-wide default backend ("reference", "triton", "cpu" or "auto")."""
+    """Set the process-wide default backend ("reference", "triton", "auto" or "cpu")."""
     global _backend
     _backend = _check_name(name)
 
