@@ -368,6 +368,7 @@ def bedgraph_per_base(rows, chrom_sizes: dict[str, int]) -> dict[str, np.ndarray
 FORMAT_REGIONS = ["chr2:101-300", "chr1:251-550", "chr1:1001-1100"]
 
 
+@pytest.mark.slow
 def test_same_numbers_in_all_three_formats(genome, tmp_path):
     paths = {fmt: tmp_path / f"run.{fmt}" for fmt in ("h5", "bedgraph", "bw")}
     region_args = [arg for region in FORMAT_REGIONS for arg in ("--region", region)]
@@ -496,6 +497,7 @@ def readme_sample_arguments() -> list[str]:
     return shlex.split(match.group(1))
 
 
+@pytest.mark.slow
 def test_readme_sample_job_through_the_console_script(tmp_path):
     """The README's job runs the built-in model on a showcase region, and its attributions find the planted truth."""
     from pgf.sim.truth import read_truth_elements, read_truth_motifs

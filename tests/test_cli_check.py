@@ -60,6 +60,7 @@ def test_check_user_errors(fasta):
     assert result.exit_code == 2 and "unknown sequence 'chrZ'" in result.stderr
 
 
+@pytest.mark.slow
 def test_attribute_engines_and_tiles_agree(fasta, tmp_path):
     gradients = {}
     for name, extra in {"autograd": ["--engine", "autograd"], "pgf-13": ["--tile", 13], "pgf-offload": ["--offload"]}.items():

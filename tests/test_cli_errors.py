@@ -362,6 +362,7 @@ def test_keyboard_interrupt_with_force_keeps_the_old_output(genome, out_dir, mon
 # --------------------------------------------------------------------------- the real entry point
 
 
+@pytest.mark.slow
 def test_python_m_pgf_propagates_exit_codes(genome, out_dir):
     version = subprocess.run([sys.executable, "-m", "pgf", "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,6 +58,7 @@ def test_kernels_install_under_their_own_name():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_builtin_model_and_the_motifs(tmp_path):
     """A non-editable install gets the package data (built-in weights, model card, JASPAR matrices)."""
     import zipfile
