@@ -19,6 +19,7 @@ FORBIDDEN = {
     "io": {"models", "engine", "workflows", "cli", "sim"},
     "workflows": {"cli", "sim"},
     "sim": {"models", "engine", "io", "workflows", "cli"},
+    "viz": {"models", "engine", "workflows", "cli", "sim"},
 }
 
 
