@@ -10,6 +10,7 @@ import typer
 import pgf
 from pgf.cli.errors import CliState, run_guarded
 from pgf.cli.models_cmd import models_app
+from pgf.cli.plot_cmd import plot, report
 from pgf.cli.options import (
     DeviceOption,
     DTypeOption,
@@ -44,6 +45,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models_app, name="models")
+app.command()(plot)
+app.command()(report)
 
 
 def _version(value: bool) -> None:
