@@ -2,8 +2,10 @@
 
 The contract (README, "Exit codes"): a user error exits 2 with a one-line
 `error: ...` on stderr and no traceback; an internal error exits 1; Ctrl-C
-exits 130. In every case no output file, and no temporary `.NAME.*.part`
-file, is left behind, and an existing output is untouched.
+exits 130 (SIGTERM 143). No output file and no temporary `.NAME.*.part` file is
+left behind and an existing output is untouched; regions completed before a
+failure stay in the visible partial output `NAME.partial/`, which `--resume`
+continues (nothing is kept when no region completed).
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ TWO_REGIONS = ["--region", "chr1:1-200", "--region", "chr2:1-200", "--batch-size
 
 
 @pytest.mark.parametrize("name", ["x.h5", "x.bedgraph", "x.bw"])
-def test_internal_error_on_second_region_leaves_nothing(genome, out_dir, monkeypatch, name):
+def test_internal_error_on_second_region_keeps_the_first_for_resume(genome, out_dir, monkeypatch, name):
     calls = fail_on_call(monkeypatch, 2, RuntimeError("engine exploded"))
     result = attribute(genome, out_dir / name, *TWO_REGIONS)
     assert calls["n"] == 2
@@ -322,7 +324,14 @@ def test_internal_error_on_second_region_leaves_nothing(genome, out_dir, monkeyp
     assert last.startswith("internal error: RuntimeError: engine exploded")
     assert "--debug" in last
     assert "chr1:1-200  200 bp" in result.stderr  # the first region finished before the failure
-    assert leftovers(out_dir) == []
+    assert f"1 of 2 regions are kept in {out_dir / name}.partial" in result.stderr
+    assert leftovers(out_dir) == [f"{name}.partial"]  # no output, no hidden temporary
+    monkeypatch.undo()
+    resumed = attribute(genome, out_dir / name, *TWO_REGIONS, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 of 2 regions already done (skipped)" in resumed.stderr
+    assert "chr1:1-200  200 bp" not in resumed.stderr and "chr2:1-200  200 bp" in resumed.stderr
+    assert leftovers(out_dir) == [name]
 
 
 @pytest.mark.parametrize("name", ["x.h5", "x.bg"])
@@ -335,17 +344,27 @@ def test_internal_error_with_force_keeps_the_old_output(genome, out_dir, monkeyp
     assert result.exit_code == 1, result.output
     assert "internal error: ValueError: bad numbers" in result.stderr
     assert old.read_bytes() == content
-    assert leftovers(out_dir, keep=(name,)) == []
+    assert leftovers(out_dir, keep=(name,)) == [f"{name}.partial"]
 
 
-@pytest.mark.parametrize("call", [1, 2])
-def test_keyboard_interrupt_exits_130_and_writes_nothing(genome, out_dir, monkeypatch, call):
-    fail_on_call(monkeypatch, call, KeyboardInterrupt())
+def test_keyboard_interrupt_in_the_first_batch_exits_130_and_writes_nothing(genome, out_dir, monkeypatch):
+    fail_on_call(monkeypatch, 1, KeyboardInterrupt())
     result = attribute(genome, out_dir / "new.h5", *TWO_REGIONS)
     assert result.exit_code == 130, result.output
     assert "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1] == "interrupted; no output was written"
     assert leftovers(out_dir) == []
+
+
+def test_keyboard_interrupt_later_keeps_what_is_done_and_says_how_to_resume(genome, out_dir, monkeypatch):
+    fail_on_call(monkeypatch, 2, KeyboardInterrupt())
+    result = attribute(genome, out_dir / "new.h5", *TWO_REGIONS)
+    assert result.exit_code == 130, result.output
+    assert "Traceback" not in result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted; 1 of 2 regions are saved in {out_dir / 'new.h5.partial'}; to finish, run: pgf ")
+    assert last.endswith(" --resume")
+    assert leftovers(out_dir) == ["new.h5.partial"]
 
 
 def test_keyboard_interrupt_with_force_keeps_the_old_output(genome, out_dir, monkeypatch):
@@ -354,9 +373,9 @@ def test_keyboard_interrupt_with_force_keeps_the_old_output(genome, out_dir, mon
     fail_on_call(monkeypatch, 2, KeyboardInterrupt())
     result = attribute(genome, old, *TWO_REGIONS, "--force")
     assert result.exit_code == 130, result.output
-    assert "no output was written" in result.stderr
+    assert "1 of 2 regions are saved" in result.stderr
     assert old.read_bytes() == b"old output\n"
-    assert leftovers(out_dir, keep=("kept.bw",)) == []
+    assert leftovers(out_dir, keep=("kept.bw",)) == ["kept.bw.partial"]
 
 
 # --------------------------------------------------------------------------- the real entry point

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 import pgf
-from pgf.cli.errors import CliState, run_guarded
+from pgf.cli.errors import CliState, command_line, run_guarded
+from pgf.cli.merge_cmd import merge
 from pgf.cli.models_cmd import models_app
 from pgf.cli.plot_cmd import plot, report
 from pgf.cli.options import (
@@ -45,6 +46,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models_app, name="models")
+app.command()(merge)
 app.command()(plot)
 app.command()(report)
 
@@ -138,10 +140,32 @@ def attribute(
         Path, typer.Option("--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")
     ],
     fmt: Annotated[Optional[Format], typer.Option("--format", help="Output format, when the suffix does not say.")] = None,
-    force: ForceOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite an existing output; discard an existing partial output (OUT.partial).")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the partial output (OUT.partial) of an interrupted run of the same command: done regions are skipped."),
+    ] = False,
+    shard: Annotated[
+        Optional[str],
+        typer.Option("--shard", metavar="K/N", help="Compute only the K-th of N shards of the regions (balanced by bp; join the parts with pgf merge)."),
+    ] = None,
+    devices: Annotated[
+        Optional[str],
+        typer.Option("--devices", metavar="LIST", help="One worker process per device: cuda:0,cuda:1 | all (every GPU) | cpu,cpu. Overrides --device."),
+    ] = None,
+    log_json: Annotated[
+        Optional[Path],
+        typer.Option("--log-json", metavar="FILE", help="Append one JSON line per finished region (seconds, bp/s, peak memory, device)."),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Per-base sensitivities of a model's target to every base of the given regions."""
+    """Per-base sensitivities of a model's target to every base of the given regions.
+
+    Finished batches are kept in OUT.partial (a folder beside OUT) as they complete; on success it becomes OUT.
+    After an interruption (Ctrl-C, SIGTERM, a crash) rerun the same command with --resume.
+    """
     request = AttributeRequest(
         fasta=fasta,
         output=output,
@@ -163,6 +187,11 @@ def attribute(
         kernels=kernels.value,
         fmt=fmt.value if fmt is not None else None,
         force=force,
+        resume=resume,
+        shard=shard,
+        devices=devices,
+        log_json=log_json,
+        command_line=command_line(),
     )
 
     def work() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -43,6 +45,7 @@ class RichReporter:
             BarColumn(),
             TaskProgressColumn(),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[rate]}"),
             console=self.console,
             transient=True,
             # Rich draws nothing on a non-terminal (a log file, a pipe) except a blank
@@ -50,6 +53,11 @@ class RichReporter:
             disable=quiet or not self.console.is_interactive,
         )
         self._task = None
+        self._overall = None  # the whole job, in bp (when the workflow says how much there is)
+        self._began = 0.0
+        self._done_bp = 0
+        self._total_bp = 0
+        self._bp_this_run = 0
 
     def __enter__(self) -> "RichReporter":
         self.progress.start()
@@ -72,7 +80,7 @@ class RichReporter:
             description = f"[{index + 1}/{count}] {regions[0].to_string(commas=True)}"
         else:
             description = f"[{index + 1}-{index + len(regions)}/{count}] {len(regions)} regions of {len(regions[0]):,} bp"
-        task = self.progress.add_task(description, total=None)
+        task = self.progress.add_task(description, total=None, rate="")
         self._task = task
 
         def update(done: int, total: int) -> None:
@@ -80,8 +88,29 @@ class RichReporter:
 
         return update
 
+    def job_started(self, total_bp: int, done_bp: int, regions: int, skipped: int) -> None:
+        """The whole job: `total_bp` over `regions`, of which `done_bp` (`skipped` regions) were done before."""
+        self._began = time.perf_counter()
+        self._total_bp, self._done_bp, self._bp_this_run = total_bp, done_bp, 0
+        if total_bp > 0:
+            self._overall = self.progress.add_task(f"all {regions:,} regions", total=total_bp, completed=done_bp, rate="")
+
+    def overall_rate(self) -> str:
+        """'1.2 Mbp of 3.4 Mbp, 51,000 bp/s, ETA 0:00:43' for the job so far ('' before any region ends)."""
+        elapsed = time.perf_counter() - self._began
+        if not self._bp_this_run or elapsed <= 0:
+            return ""
+        rate = self._bp_this_run / elapsed
+        left = max(self._total_bp - self._done_bp, 0)
+        eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 else "?"
+        return f"{self._done_bp:,} of {self._total_bp:,} bp, {rate:,.0f} bp/s, ETA {eta}"
+
     def region_finished(self, summary: RegionSummary) -> None:
         if self._task is not None:
             self.progress.remove_task(self._task)
             self._task = None
+        self._done_bp += len(summary.region)
+        self._bp_this_run += len(summary.region)
+        if self._overall is not None:
+            self.progress.update(self._overall, completed=self._done_bp, rate=self.overall_rate())
         self.info(summary_line(summary))

@@ -2,7 +2,9 @@
 
 Every writer writes into a temporary file and renames it on `commit()`;
 used as a context manager it commits on success and removes the temporary
-file on any error, so no half-written output is ever left.
+file on any error, so no half-written output is ever left. `write_bedgraph`
+and `write_bigwig` write sorted tracks given chunk by chunk (bounded memory;
+`pgf attribute` converts its partial output with them).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pyBigWig
 from pgf.errors import OutputError
 from pgf.io.atomic import AtomicOutput
 from pgf.io.regions import Region, find_overlap
-from pgf.io.tracks import AttributionTrack, RunMetadata, value_runs
+from pgf.io.tracks import AttributionTrack, RunMetadata, region_group_name, stream_value_runs, write_track_group
 
 SUFFIX_FORMATS = {
     ".h5": "h5",
@@ -53,8 +55,7 @@ def hdf5_group_name(track: AttributionTrack) -> str:
     return _group_name(track.region)
 
 
-def _group_name(region: Region) -> str:
-    return region.to_string().replace("/", "%2F")
+_group_name = region_group_name
 
 
 def check_regions_fit_format(regions: Iterable[Region], fmt: str) -> None:
@@ -159,24 +160,7 @@ class HDF5Writer(TrackWriter):
         self._regions.append(track.region)
         if name in self._file:  # the group exists: the one region check says why
             check_regions_fit_format(self._regions, "h5")
-        group = self._file.create_group(name)
-        region = track.region
-        group.attrs["chrom"] = region.chrom
-        group.attrs["start"] = region.start
-        group.attrs["end"] = region.end
-        if region.name is not None:
-            group.attrs["name"] = region.name
-        group.attrs["target_value"] = track.target_value
-        for key, value in self.metadata.attributes().items():
-            group.attrs[key] = value
-        options = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if len(region) > 0 else {}
-        group.create_dataset("gradient", data=np.asarray(track.gradient, dtype=np.float32), **options)
-        group.create_dataset("score", data=np.asarray(track.score, dtype=np.float32), **options)
-        group.create_dataset("onehot", data=np.asarray(track.onehot, dtype=np.uint8), **options)
-        for key, values in track.extras.items():
-            dataset = group.create_dataset(key, data=values, **options)
-            for attr, value in track.extra_attributes.get(key, {}).items():
-                dataset.attrs[attr] = value
+        write_track_group(self._file, track, self.metadata.attributes())
 
     def _finish(self) -> None:
         self._file.close()
@@ -220,16 +204,8 @@ class BedGraphWriter(_IntervalWriter):
     format = "bedgraph"
 
     def _finish(self) -> None:
-        with open(self.output.temp_path, "w") as handle:
-            handle.write(
-                f'track type=bedGraph name="{self.label.name}" description="{self.label.description}"\n'
-            )
-            for chrom, offset, score in self.sorted_tracks():
-                starts, ends, values = value_runs(score)
-                handle.writelines(
-                    f"{chrom}\t{offset + s}\t{offset + e}\t{v:.9g}\n"
-                    for s, e, v in zip(starts.tolist(), ends.tolist(), values.tolist())
-                )
+        items = ((chrom, offset, [score]) for chrom, offset, score in self.sorted_tracks())
+        write_bedgraph(self.output.temp_path, self.label, items)
 
 
 class BigWigWriter(_IntervalWriter):
@@ -238,13 +214,38 @@ class BigWigWriter(_IntervalWriter):
     format = "bigwig"
 
     def _finish(self) -> None:
-        handle = pyBigWig.open(str(self.output.temp_path), "w")
-        if handle is None:
-            raise OutputError(f"pyBigWig cannot create {self.output.path}")
-        try:
-            handle.addHeader(list(self.chrom_sizes.items()))
-            for chrom, offset, score in self.sorted_tracks():
-                starts, ends, values = value_runs(score)
+        items = ((chrom, offset, [score]) for chrom, offset, score in self.sorted_tracks())
+        write_bigwig(self.output.temp_path, self.chrom_sizes, items, shown_as=self.output.path)
+
+
+IntervalItems = Iterable[tuple[str, int, Iterable[np.ndarray]]]  # (chrom, 0-based start, chunks of scores)
+
+
+def write_bedgraph(path: str | Path, label: TrackLabel, items: IntervalItems, comments: Iterable[str] = ()) -> None:
+    """A bedGraph file of `items` (sorted, non-overlapping), runs of equal values merged.
+
+    `comments` become `#` lines after the track line (provenance).
+    """
+    with open(path, "w") as handle:
+        handle.write(f'track type=bedGraph name="{label.name}" description="{label.description}"\n')
+        handle.writelines(f"# {line}\n" for line in comments)
+        for chrom, offset, chunks in items:
+            for starts, ends, values in stream_value_runs(chunks):
+                handle.writelines(
+                    f"{chrom}\t{offset + s}\t{offset + e}\t{v:.9g}\n"
+                    for s, e, v in zip(starts.tolist(), ends.tolist(), values.tolist())
+                )
+
+
+def write_bigwig(path: str | Path, chrom_sizes: Mapping[str, int], items: IntervalItems, shown_as: str | Path | None = None) -> None:
+    """A bigWig file of `items` (sorted, non-overlapping) with every sequence of `chrom_sizes` in its header."""
+    handle = pyBigWig.open(str(path), "w")
+    if handle is None:
+        raise OutputError(f"pyBigWig cannot create {shown_as or path}")
+    try:
+        handle.addHeader(list(chrom_sizes.items()))
+        for chrom, offset, chunks in items:
+            for starts, ends, values in stream_value_runs(chunks):
                 if starts.size:
                     handle.addEntries(
                         [chrom] * starts.size,
@@ -252,8 +253,8 @@ class BigWigWriter(_IntervalWriter):
                         ends=(ends + offset).tolist(),
                         values=values.astype(np.float64).tolist(),
                     )
-        finally:
-            handle.close()
+    finally:
+        handle.close()
 
 
 WRITERS: dict[str, type[TrackWriter]] = {"h5": HDF5Writer, "bedgraph": BedGraphWriter, "bigwig": BigWigWriter}

@@ -1,39 +1,49 @@
-"""`pgf attribute`: regions of a FASTA -> model -> engine -> per-base scores -> track file."""
+"""`pgf attribute`: regions of a FASTA -> model -> engine -> per-base scores -> track file.
+
+Completed batches go to a partial output (`OUT.partial/`, see pgf.io.partial)
+as they finish; on success it becomes OUT. `resume` continues a partial output
+of the same run; `shard` takes one part of the region list; `devices` runs one
+worker process per device (pgf.workflows.devices).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import pgf
 from pgf.engine import DEFAULT_ENGINE, get_engine
-from pgf.errors import GenomeError, OutputError, PgfUserError, TargetError
+from pgf.errors import OutputError, PgfUserError, TargetError
+from pgf.io.assemble import stored_regions, write_hdf5, write_intervals
 from pgf.io.atomic import check_output_path
 from pgf.io.genome import Genome
-from pgf.io.onehot import InvalidSequenceError, one_hot
+from pgf.io.partial import PartialStore, partial_path, regions_hash
 from pgf.io.regions import Region, parse_region, read_bed
-from pgf.io.tracks import AttributionTrack, RunMetadata
-from pgf.io.writers import check_regions_fit_format, open_writer, resolve_format
+from pgf.io.tracks import RunMetadata, region_group_name
+from pgf.io.writers import TrackLabel, check_regions_fit_format, resolve_format
 from pgf.models.registry import BUILTIN
 from pgf.models.targets import Target, parse_target
+from pgf.workflows.batch import BatchComputer, batch_size, make_batches
 from pgf.workflows.common import (
     RegionSummary,
     Reporter,
     SilentReporter,
     load_model_for_user,
-    peak_memory,
     resolve_device,
     resolve_dtype,
 )
 from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
-from pgf.workflows.methods import DEFAULT_METHOD, METHODS, score_gradient
+from pgf.workflows.methods import DEFAULT_METHOD, METHODS
+from pgf.workflows.shards import parse_shard, shard_regions
 from pgf.workflows.windows import window_spans
-
-AUTO_BATCH_POSITIONS = 2**18  # the pgf engine batches equal-length regions up to this many positions
 
 
 @dataclass
@@ -60,6 +70,11 @@ class AttributeRequest:
     fmt: str | None = None
     force: bool = False
     kernels: str = DEFAULT_KERNELS
+    resume: bool = False
+    shard: str | None = None  # "K/N"
+    devices: str | None = None  # "cuda:0,cuda:1", "all", "cpu,cpu"
+    log_json: Path | None = None
+    command_line: str | None = None  # stored as provenance
 
 
 def resolve_regions(genome: Genome, specs: list[str], bed: Path | None) -> list[Region]:
@@ -99,71 +114,6 @@ def _resolve_target(request: AttributeRequest, model, genome: Genome, regions: l
     return target
 
 
-def _encode(genome: Genome, region: Region) -> np.ndarray:
-    """One-hot of `region`; a bad sequence character is reported with the file and region."""
-    sequence = genome.fetch(region)
-    try:
-        return one_hot(sequence)
-    except InvalidSequenceError as exc:
-        raise GenomeError(
-            f"{genome.path}: invalid sequence character {exc.character!r} at "
-            f"{region.chrom}:{region.start + exc.offset + 1:,} ({exc.count} invalid characters in {region}); "
-            "expected A, C, G, T or IUPAC codes"
-        ) from None
-
-
-GradientAndValue = tuple[np.ndarray, float, dict[str, np.ndarray]]
-
-
-def _batch_size(request: AttributeRequest) -> int:
-    """--batch-size, or for the pgf engine as many equal-length regions as fit 2**18 positions."""
-    if request.batch_size is not None:
-        if request.batch_size < 1:
-            raise PgfUserError("--batch-size must be a positive number of regions")
-        return request.batch_size
-    return 0 if request.engine == "pgf" else 1  # 0: decided per length by _batches
-
-
-def _batches(regions: list[Region], batch_size: int) -> list[list[Region]]:
-    """Consecutive regions of equal length, grouped (batch_size 0: up to 2**18 positions, 64 regions)."""
-    batches: list[list[Region]] = []
-    for region in regions:
-        limit = batch_size or max(1, min(64, AUTO_BATCH_POSITIONS // max(len(region), 1)))
-        current = batches[-1] if batches else None
-        if current and len(current[0]) == len(region) and len(current) < limit:
-            current.append(region)
-        else:
-            batches.append([region])
-    return batches
-
-
-def _batch_gradients(engine, model, encoded, regions, target, device, dtype, progress) -> list[GradientAndValue]:
-    """One engine call for a batch of equal-length regions."""
-    inputs = torch.from_numpy(np.stack(encoded)).to(device=device, dtype=dtype)
-    result = engine.gradient(model, inputs, target.readout([region.start for region in regions]), progress)
-    gradients = result.gradient.detach().float().cpu().numpy()
-    return [(gradients[i], float(result.target_value[i]), {}) for i in range(len(regions))]
-
-
-def _windowed(engine, model, onehot, region, target, request, device, dtype, progress) -> GradientAndValue:
-    """Gradients of context-sized windows, each kept on its centre crop (see pgf.workflows.windows)."""
-    spans = window_spans(len(region), request.window, request.stride or request.window)
-    limit = request.batch_size or max(1, min(64, AUTO_BATCH_POSITIONS // spans[0].end))
-    gradient = np.empty((len(region), 4), dtype=np.float32)
-    values = np.empty(len(spans), dtype=np.float64)
-    for first in range(0, len(spans), limit):
-        chunk = spans[first : first + limit]
-        inputs = torch.from_numpy(np.stack([onehot[s.start : s.end] for s in chunk])).to(device=device, dtype=dtype)
-        result = engine.gradient(model, inputs, target.readout([region.start + s.start for s in chunk]), progress)
-        window_gradients = result.gradient.detach().float().cpu().numpy()
-        for i, span in enumerate(chunk):
-            gradient[span.crop_start : span.crop_end] = window_gradients[i, span.crop_start - span.start : span.crop_end - span.start]
-            values[first + i] = float(result.target_value[i])
-    bounds = np.array([[s.start, s.end, s.crop_start, s.crop_end] for s in spans], dtype=np.int64) + region.start
-    extras = {"window_target_value": values, "window_bounds": bounds}
-    return gradient, float("nan"), extras
-
-
 def _check_window_options(request: AttributeRequest) -> None:
     if request.window is None:
         if request.stride is not None:
@@ -186,78 +136,198 @@ def _say_one_pass(reporter: Reporter, context_length: int | None, regions: list[
         )
 
 
-def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -> list[RegionSummary]:
-    """Run the whole job; the output appears only if every region succeeded."""
-    reporter = reporter or SilentReporter()
+
+
+class RunStopped(KeyboardInterrupt):
+    """Interrupted (SIGINT/SIGTERM) after `saved` of `total` regions were stored in `partial`."""
+
+    def __init__(self, signum: int, saved: int, total: int, partial: Path):
+        super().__init__(f"stopped after {saved} of {total} regions")
+        self.signum, self.saved, self.total, self.partial = signum, saved, total, partial
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _identity(request: AttributeRequest, metadata: RunMetadata, regions: list[Region]) -> dict[str, object]:
+    """What makes two runs compute the same partial output (refused on --resume when it differs)."""
+    return {
+        "tool_version": metadata.tool_version,
+        "fasta_index_sha256": _file_sha256(Path(f"{request.fasta}.fai")),
+        "model_id": metadata.model_id,
+        "model_checksum": metadata.model_checksum,
+        "target": metadata.target,
+        "method": metadata.method,
+        "dtype": metadata.dtype,
+        "engine": metadata.engine,
+        "kernels": request.kernels,
+        "tile": request.tile,
+        "window": request.window,
+        "stride": request.stride,
+        "regions": len(regions),
+        "regions_sha256": regions_hash(regions),
+    }
+
+
+def _provenance(request: AttributeRequest, genome: Genome, identity: dict, device: str, started: str) -> dict[str, object]:
+    return {
+        "command_line": request.command_line or "",
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "host": platform.node(),
+        "device": device,
+        "started": started,
+        "fasta": str(request.fasta),
+        "fasta_index_sha256": identity["fasta_index_sha256"],
+        "regions_sha256": identity["regions_sha256"],
+        "shard": request.shard or "",
+        "chrom_names": list(genome.chrom_sizes),
+        "chrom_lengths": list(genome.chrom_sizes.values()),
+    }
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class JsonLog:
+    """--log-json: one JSON line per finished region, appended and flushed as it ends."""
+
+    def __init__(self, path: Path | None, device: str):
+        self.handle = open(path, "a") if path is not None else None
+        self.device = device
+
+    def write(self, summary: RegionSummary, device: str | None = None) -> None:
+        if self.handle is None:
+            return
+        region = summary.region
+        record = {
+            "region": region.to_string(), "name": region.name, "bp": len(region), "seconds": round(summary.seconds, 6),
+            "bp_per_s": round(len(region) * summary.batch / summary.seconds, 1) if summary.seconds > 0 else None,
+            "batch": summary.batch, "peak_memory_bytes": summary.peak_memory_bytes, "memory_kind": summary.memory_kind,
+            "device": device or self.device, "target_value": None if summary.target_value != summary.target_value else summary.target_value,
+            "finished": _now(),
+        }
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _prepare(request: AttributeRequest) -> str:
+    """Checks that need no FASTA or model; returns the output format."""
     if request.method not in METHODS:
         raise PgfUserError(f"unknown method {request.method!r}; choose one of: {', '.join(METHODS)}")
-    dtype = resolve_dtype(request.dtype)
+    resolve_dtype(request.dtype)
     if request.tile is not None and request.tile < 1:
         raise PgfUserError("--tile must be a positive number of positions")
     _check_window_options(request)
+    batch_size(request.batch_size, request.engine)
+    if request.shard is not None:
+        parse_shard(request.shard)
     fmt = resolve_format(request.output, request.fmt)
     check_output_path(request.output, request.force)
     _check_output_is_not_an_input(request)
+    return fmt
+
+
+def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -> list[RegionSummary]:
+    """Run the whole job; OUT appears only when every region is done (completed ones are kept in OUT.partial)."""
+    from pgf.workflows.devices import parse_devices, run_on_devices  # a sibling that imports this module
+
+    reporter = reporter or SilentReporter()
+    fmt = _prepare(request)
+    dtype = resolve_dtype(request.dtype)
+    devices = parse_devices(request.devices) if request.devices else None
     engine = get_engine(request.engine, request.tile, offload=request.offload)
-    device = resolve_device(request.device)
+    device = torch.device("cpu") if devices else resolve_device(request.device)
+    started = _now()
 
     with Genome(request.fasta) as genome, use_kernels(request.kernels, device):
         regions = resolve_regions(genome, request.regions, request.bed)
+        if request.shard is not None:
+            k, n = parse_shard(request.shard)
+            regions = shard_regions(regions, k, n)
+            if not regions:
+                reporter.warn(f"shard {k}/{n} holds no region (only {n - 1} or fewer regions); writing an empty output")
         check_regions_fit_format(regions, fmt)
         loaded = load_model_for_user(request.model, device, dtype, request.vocab, reporter)
         target = _resolve_target(request, loaded.model, genome, regions)
         metadata = RunMetadata(
-            method=request.method,
-            target=target.spec,
-            model_id=loaded.info.model_id,
-            model_checksum=loaded.info.checksum,
-            model_trained=loaded.info.trained,
-            engine=engine.name,
-            dtype=request.dtype,
-            tool_version=pgf.__version__,
+            method=request.method, target=target.spec, model_id=loaded.info.model_id, model_checksum=loaded.info.checksum,
+            model_trained=loaded.info.trained, engine=engine.name, dtype=request.dtype, tool_version=pgf.__version__,
         )
-        if request.window is None:
-            _say_one_pass(reporter, loaded.info.context_length, regions)
-        batches = [[region] for region in regions] if request.window else _batches(regions, _batch_size(request))
-        summaries = []
-        with open_writer(request.output, fmt, metadata, genome.chrom_sizes, force=request.force) as writer:
-            done = 0
-            for batch in batches:
-                progress = reporter.region_started(batch, done, len(regions))
-                done += len(batch)
-                began = time.perf_counter()
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                encoded = [_encode(genome, region) for region in batch]
-                if request.window:
-                    results = [_windowed(engine, loaded.model, encoded[0], batch[0], target, request, device, dtype, progress)]
-                else:
-                    results = _batch_gradients(engine, loaded.model, encoded, batch, target, device, dtype, progress)
-                for region, onehot, (gradient, target_value, extras) in zip(batch, encoded, results):
-                    scores = score_gradient(gradient, onehot, request.method)
-                    writer.add(
-                        AttributionTrack(
-                            region=region,
-                            onehot=onehot,
-                            gradient=gradient,
-                            score=scores.score,
-                            target_value=target_value,
-                            extras={**scores.extras, **extras},
-                            extra_attributes=scores.extra_attributes,
-                        )
-                    )
-                peak, kind = peak_memory(device)
-                seconds = time.perf_counter() - began
-                for region, onehot, (_, target_value, _) in zip(batch, encoded, results):
-                    summary = RegionSummary(
-                        region=region,
-                        seconds=seconds,
-                        peak_memory_bytes=peak,
-                        memory_kind=kind,
-                        target_value=target_value,
-                        masked_bases=int(np.sum(onehot.sum(axis=1) == 0)),
-                        batch=len(batch),
-                    )
-                    summaries.append(summary)
-                    reporter.region_finished(summary)
+        identity = _identity(request, metadata, regions)
+        store, resumed = PartialStore.open(request.output, identity, metadata.attributes(), request.resume, request.force)
+        batches = make_batches(regions, batch_size(request.batch_size, request.engine), bool(request.window))
+        done = store.completed() if resumed else set()
+        todo = [(i, [r for r in batch if region_group_name(r) not in done]) for i, batch in enumerate(batches)]
+        todo = [(i, batch) for i, batch in todo if batch]
+        skipped = len(regions) - sum(len(batch) for _, batch in todo)
+        if resumed:
+            reporter.info(f"resuming {store.folder}: {skipped} of {len(regions)} regions already done (skipped), {len(regions) - skipped} to compute")
+        elif request.resume:
+            reporter.info(f"nothing to resume ({store.folder} does not exist); starting")
+        if request.window is None and todo:
+            _say_one_pass(reporter, loaded.info.context_length, [r for _, batch in todo for r in batch])
+        job_started = getattr(reporter, "job_started", None)
+        if job_started is not None:
+            job_started(sum(len(r) for r in regions), sum(len(r) for r in regions) - sum(len(r) for _, b in todo for r in b), len(regions), skipped)
+        device_names = ",".join(str(d) for d in devices) if devices else str(device)
+        log = JsonLog(request.log_json, device_names)
+        try:
+            if devices:
+                summaries = run_on_devices(request, devices, store, todo, len(regions), reporter, log)
+            else:
+                computer = BatchComputer(genome, engine, loaded.model, target, request.method, device, dtype, store,
+                                         request.window, request.stride, request.batch_size)
+                summaries = []
+                finished = skipped
+                for index, batch in todo:
+                    progress = reporter.region_started(batch, finished, len(regions))
+                    for summary in computer.run(index, batch, progress):
+                        summaries.append(summary)
+                        log.write(summary)
+                        reporter.region_finished(summary)
+                    finished += len(batch)
+            provenance = {**_provenance(request, genome, identity, device_names, started), "finished": _now()}
+            _finish(request, fmt, store, metadata, provenance, genome.chrom_sizes, len(regions))
+        except KeyboardInterrupt as exc:
+            saved = len(store.completed())
+            if saved == 0 and not resumed:
+                store.remove()
+                raise
+            raise RunStopped(getattr(exc, "signum", signal.SIGINT), saved, len(regions), store.folder) from None
+        except BaseException:
+            saved = len(store.completed()) if store.folder.is_dir() else 0
+            if saved == 0 and not resumed:
+                store.remove()
+            elif saved:
+                reporter.warn(f"{saved} of {len(regions)} regions are kept in {store.folder}; "
+                              "fix the cause and rerun the same command with --resume to finish")
+            raise
+        finally:
+            log.close()
     return summaries
+
+
+def _finish(request, fmt, store: PartialStore, metadata: RunMetadata, provenance, chrom_sizes, expected: int) -> None:
+    """The partial output becomes OUT (HDF5 copied group by group; bedGraph/bigWig converted); then it is removed."""
+    stored = stored_regions(store.batch_files())
+    if len(stored) != expected:
+        raise RuntimeError(f"{store.folder} holds {len(stored)} regions, {expected} expected")
+    root = {**metadata.attributes(), **provenance}
+    if fmt == "h5":
+        write_hdf5(Path(request.output), stored, root, request.force)
+    else:
+        label = TrackLabel(
+            f"pgf {metadata.method}",
+            f"pgf {metadata.tool_version} {metadata.method} of {metadata.target}, model {metadata.model_id}",
+        )
+        comments = [f"{key}: {value}" for key, value in root.items()
+                    if key not in ("chrom_names", "chrom_lengths") and value not in ("", None)]
+        write_intervals(Path(request.output), fmt, stored, chrom_sizes, label, comments, request.force)
+    store.remove()

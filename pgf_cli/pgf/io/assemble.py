@@ -1,0 +1,118 @@
+"""Final outputs assembled from HDF5 region groups spread over several files.
+
+`pgf attribute` assembles its batch files (`OUT.partial/batch-*.h5`) and `pgf
+merge` the outputs of shards. HDF5 groups are copied as stored (compressed
+chunks, attributes); bedGraph and bigWig read each region's `score` in chunks,
+so memory does not grow with a region's length. The output appears atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pgf.errors import OutputError
+from pgf.io.atomic import AtomicOutput
+from pgf.io.partial import as_attribute
+from pgf.io.regions import Region
+from pgf.io.writers import TrackLabel, check_regions_fit_format, write_bedgraph, write_bigwig
+
+READ_CHUNK = 1 << 20  # positions of `score` read at a time
+
+
+@dataclass(frozen=True)
+class StoredRegion:
+    """One region group in one HDF5 file."""
+
+    path: Path
+    group: str
+    region: Region
+
+
+def stored_regions(paths: list[Path]) -> list[StoredRegion]:
+    """Every region group of `paths`, in file order then name order."""
+    found = []
+    for path in paths:
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as exc:
+            raise OutputError(f"cannot read {path} as HDF5: {exc}") from None
+        with handle:
+            for name, group in handle.items():
+                if not isinstance(group, h5py.Group) or "score" not in group:
+                    continue
+                attrs = group.attrs
+                name_attr = attrs.get("name")
+                region = Region(str(attrs["chrom"]), int(attrs["start"]), int(attrs["end"]), str(name_attr) if name_attr is not None else None)
+                found.append(StoredRegion(Path(path), name, region))
+    return found
+
+
+def check_no_collisions(stored: list[StoredRegion], fmt: str) -> None:
+    """A region in two files is an `OutputError`; so are overlaps for bedGraph/bigWig."""
+    seen: dict[str, Path] = {}
+    for item in stored:
+        if item.group in seen:
+            raise OutputError(f"region {item.group} is in both {seen[item.group]} and {item.path}")
+        seen[item.group] = item.path
+    check_regions_fit_format([item.region for item in stored], fmt)
+
+
+def write_hdf5(output: Path, stored: list[StoredRegion], root: Mapping[str, object], force: bool) -> None:
+    """Copy every region group into a new HDF5 file with root attributes `root`."""
+    atomic = AtomicOutput(output, force=force)
+    try:
+        with h5py.File(atomic.temp_path, "w") as target:
+            for key, value in root.items():
+                target.attrs[key] = as_attribute(value)
+            by_file: dict[Path, list[str]] = {}
+            for item in stored:
+                by_file.setdefault(item.path, []).append(item.group)
+            for path, names in by_file.items():
+                with h5py.File(path, "r") as source:
+                    for name in names:
+                        source.copy(source[name], target, name=name)
+        atomic.commit()
+    except BaseException:
+        atomic.abort()
+        raise
+
+
+def _score_chunks(item: StoredRegion) -> Iterator[np.ndarray]:
+    with h5py.File(item.path, "r") as source:
+        score = source[item.group]["score"]
+        for first in range(0, score.shape[0], READ_CHUNK):
+            yield score[first : first + READ_CHUNK]
+
+
+def _sorted(stored: list[StoredRegion], chrom_sizes: Mapping[str, int]) -> list[StoredRegion]:
+    order = {chrom: index for index, chrom in enumerate(chrom_sizes)}
+    return sorted(stored, key=lambda item: (order[item.region.chrom], item.region.start))
+
+
+def write_intervals(
+    output: Path,
+    fmt: str,
+    stored: list[StoredRegion],
+    chrom_sizes: Mapping[str, int],
+    label: TrackLabel,
+    comments: list[str],
+    force: bool,
+) -> None:
+    """bedGraph or bigWig of the `score` of every stored region (sorted by FASTA order, position)."""
+    check_regions_fit_format([item.region for item in stored], fmt)
+    items = ((item.region.chrom, item.region.start, _score_chunks(item)) for item in _sorted(stored, chrom_sizes))
+    atomic = AtomicOutput(output, force=force)
+    try:
+        if fmt == "bedgraph":
+            write_bedgraph(atomic.temp_path, label, items, comments)
+        else:
+            write_bigwig(atomic.temp_path, chrom_sizes, items, shown_as=output)
+        atomic.commit()
+    except BaseException:
+        atomic.abort()
+        raise

@@ -1,0 +1,248 @@
+"""Partial outputs: completed batches on disk as they finish, resumable after any stop.
+
+`OUT.partial/` (a visible folder beside OUT) holds `identity.json` (what the
+run computes: inputs, model, target, method, dtype, windowing, the region
+list's hash, tool version) and one small HDF5 file per completed batch,
+`batch-NNNNNN.h5`, in the final output's group layout. A batch file is
+written under a hidden temporary name, fsync'ed, and renamed into place (then
+the folder is fsync'ed), so a batch file that exists is complete: a SIGKILL at
+any moment loses at most the batches in flight. Several worker processes may
+write batch files into one folder at once (each batch index has one file).
+On success the batch files become OUT (see `pgf.io.finalize`) and the folder
+is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pgf.errors import OutputError
+from pgf.io.regions import Region
+from pgf.io.tracks import AttributionTrack, region_group_name, write_track_group
+
+IDENTITY_FILE = "identity.json"
+BATCH_PREFIX = "batch-"
+
+
+def partial_path(output: str | Path) -> Path:
+    """The partial folder of `output`: `OUT.partial` beside it."""
+    output = Path(output)
+    return output.with_name(output.name + ".partial")
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # some filesystems (and Windows) cannot open folders
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _differences(stored: Mapping[str, object], wanted: Mapping[str, object]) -> list[str]:
+    names = sorted(set(stored) | set(wanted))
+    return [
+        f"{name} {_short(stored.get(name))} there, {_short(wanted.get(name))} now"
+        for name in names
+        if stored.get(name) != wanted.get(name)
+    ]
+
+
+def _short(value: object) -> str:
+    text = "(none)" if value is None else str(value)
+    return text[:16] + "…" if len(text) > 20 else text
+
+
+class PartialStore:
+    """The batch files of one run in `OUT.partial/`."""
+
+    def __init__(self, folder: Path, identity: Mapping[str, object], attributes: Mapping[str, object]):
+        self.folder = folder
+        self.identity = dict(identity)
+        self.attributes = dict(attributes)  # written on every region group (the run metadata)
+
+    @classmethod
+    def open(
+        cls,
+        output: str | Path,
+        identity: Mapping[str, object],
+        attributes: Mapping[str, object],
+        resume: bool = False,
+        force: bool = False,
+    ) -> tuple["PartialStore", bool]:
+        """Create `OUT.partial`, or with `resume` reopen it; returns (store, resumed).
+
+        An existing folder without `resume` is an error naming --resume and
+        --force (which discards it); with `resume`, a folder written by a
+        different run is refused, naming what differs.
+        """
+        folder = partial_path(output)
+        store = cls(folder, identity, attributes)
+        if folder.exists():
+            if not folder.is_dir() or not (folder / IDENTITY_FILE).is_file():
+                if not force:
+                    raise OutputError(f"{folder} exists and is not a pgf partial output; remove it or use --force")
+                store.remove()
+            elif resume:
+                store._check_identity()
+                store.remove_temporaries()
+                return store, True
+            elif force:
+                store.remove()
+            else:
+                raise OutputError(
+                    f"a partial output of an earlier run exists: {folder} ({len(store.batch_files())} batches done); "
+                    "use --resume to continue it or --force to start again"
+                )
+        try:
+            folder.mkdir()
+            text = json.dumps(store.identity, indent=1, sort_keys=True)
+            temporary = folder / f".{IDENTITY_FILE}.tmp"
+            with open(temporary, "w") as handle:
+                handle.write(text + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, folder / IDENTITY_FILE)
+            _fsync_folder(folder)
+            _fsync_folder(folder.parent)
+        except OSError as exc:
+            raise OutputError(f"cannot create {folder}: {exc.strerror or exc}") from None
+        return store, False
+
+    def _check_identity(self) -> None:
+        try:
+            stored = json.loads((self.folder / IDENTITY_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot read {self.folder / IDENTITY_FILE}: {exc}; use --force to start again") from None
+        differences = _differences(stored, self.identity)
+        if differences:
+            raise OutputError(
+                f"{self.folder} was written by a different run ({'; '.join(differences)}); "
+                "rerun with the same inputs and options to resume it, or use --force to start again"
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def batch_files(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if p.name.startswith(BATCH_PREFIX) and p.suffix == ".h5")
+
+    def completed(self) -> set[str]:
+        """Group names (region coordinates) of every region in a batch file."""
+        names: set[str] = set()
+        for path in self.batch_files():
+            with h5py.File(path, "r") as handle:
+                names.update(handle.keys())
+        return names
+
+    def remove_temporaries(self) -> None:
+        for path in self.folder.iterdir():
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder.exists() and not self.folder.is_dir():
+            self.folder.unlink()
+
+    # ------------------------------------------------------------------ writing
+
+    def _paths(self, index: int) -> tuple[Path, Path]:
+        name = f"{BATCH_PREFIX}{index:06d}.h5"
+        return self.folder / name, self.folder / f".{name}.{os.getpid()}.tmp"
+
+    def write_batch(self, index: int, tracks: list[AttributionTrack]) -> Path:
+        """Write batch `index` (complete tracks) atomically and durably."""
+        with self.stream(index) as batch:
+            for track in tracks:
+                write_track_group(batch.file, track, self.attributes)
+        return batch.final
+
+    def stream(self, index: int) -> "BatchFile":
+        """A batch file to fill piece by piece (a long windowed region); committed on success."""
+        final, temporary = self._paths(index)
+        return BatchFile(final, temporary)
+
+
+class BatchFile:
+    """One batch file under its temporary name; renamed into place by a successful `with`."""
+
+    def __init__(self, final: Path, temporary: Path):
+        self.final = final
+        self.temporary = temporary
+        try:
+            self.file = h5py.File(temporary, "w")
+        except OSError as exc:
+            raise OutputError(f"cannot write in {final.parent}: {exc}") from None
+
+    def create_region(self, region: Region, attributes: Mapping[str, object]) -> h5py.Group:
+        group = self.file.create_group(region_group_name(region))
+        group.attrs["chrom"] = region.chrom
+        group.attrs["start"] = region.start
+        group.attrs["end"] = region.end
+        if region.name is not None:
+            group.attrs["name"] = region.name
+        return group
+
+    def commit(self) -> None:
+        self.file.flush()
+        self.file.close()
+        with open(self.temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.temporary, self.final)
+        _fsync_folder(self.final.parent)
+
+    def abort(self) -> None:
+        try:
+            self.file.close()
+        except Exception:
+            pass
+        self.temporary.unlink(missing_ok=True)
+
+    def __enter__(self) -> "BatchFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+
+
+def regions_hash(regions: list[Region]) -> str:
+    """sha256 of the region list (coordinates and names, in order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for region in regions:
+        digest.update(f"{region.chrom}\t{region.start}\t{region.end}\t{region.name or ''}\n".encode())
+    return digest.hexdigest()
+
+
+def as_attribute(value: object) -> object:
+    """An HDF5-storable form of a provenance value (None becomes '')."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return str(value)  # a str subclass (torch's version string) would not convert
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, (int, np.integer)) for v in value):
+            return np.array(value, dtype=np.int64)
+        return np.array([str(v) for v in value], dtype=h5py.string_dtype())
+    return value

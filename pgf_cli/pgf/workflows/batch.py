@@ -1,0 +1,163 @@
+"""One batch of `pgf attribute`: regions -> engine -> scores -> one batch file of the partial output.
+
+A batch is consecutive regions of equal length computed in one engine call,
+or one region computed in context-sized windows (`--window`), which is
+streamed: each group of windows is read from the FASTA, computed and written
+into the batch file's datasets before the next, so memory does not grow with
+the region's length (a whole chromosome).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pgf.errors import GenomeError, PgfUserError
+from pgf.io.genome import Genome
+from pgf.io.onehot import InvalidSequenceError, one_hot
+from pgf.io.partial import BatchFile, PartialStore
+from pgf.io.regions import Region
+from pgf.io.tracks import AttributionTrack, dataset_options
+from pgf.models.targets import Target
+from pgf.workflows.common import RegionSummary, peak_memory
+from pgf.workflows.methods import score_gradient
+from pgf.workflows.windows import window_spans
+
+AUTO_BATCH_POSITIONS = 2**18  # the pgf engine batches equal-length regions up to this many positions
+
+
+def batch_size(requested: int | None, engine: str) -> int:
+    """--batch-size, or 0 for the pgf engine (as many equal-length regions as fit 2**18 positions)."""
+    if requested is not None:
+        if requested < 1:
+            raise PgfUserError("--batch-size must be a positive number of regions")
+        return requested
+    return 0 if engine == "pgf" else 1
+
+
+def make_batches(regions: list[Region], size: int, windowed: bool) -> list[list[Region]]:
+    """Consecutive regions of equal length, grouped (size 0: up to 2**18 positions, 64 regions).
+
+    With windows every region is its own batch. The list depends only on the
+    regions and options, so a resumed run forms the same batches.
+    """
+    if windowed:
+        return [[region] for region in regions]
+    batches: list[list[Region]] = []
+    for region in regions:
+        limit = size or max(1, min(64, AUTO_BATCH_POSITIONS // max(len(region), 1)))
+        current = batches[-1] if batches else None
+        if current and len(current[0]) == len(region) and len(current) < limit:
+            current.append(region)
+        else:
+            batches.append([region])
+    return batches
+
+
+def encode(genome: Genome, region: Region, within: Region | None = None) -> np.ndarray:
+    """One-hot of `region`; a bad sequence character is reported with the file and region."""
+    sequence = genome.fetch(region)
+    try:
+        return one_hot(sequence)
+    except InvalidSequenceError as exc:
+        shown = within or region
+        raise GenomeError(
+            f"{genome.path}: invalid sequence character {exc.character!r} at "
+            f"{region.chrom}:{region.start + exc.offset + 1:,} ({exc.count} invalid characters in {shown}); "
+            "expected A, C, G, T or IUPAC codes"
+        ) from None
+
+
+@dataclass
+class BatchComputer:
+    """Computes batches and writes each into `store` (used by the main process and by device workers)."""
+
+    genome: Genome
+    engine: object
+    model: torch.nn.Module
+    target: Target
+    method: str
+    device: torch.device
+    dtype: torch.dtype
+    store: PartialStore
+    window: int | None = None
+    stride: int | None = None
+    batch_limit: int | None = None  # --batch-size (windows per engine call with --window)
+
+    def run(self, index: int, regions: list[Region], progress) -> list[RegionSummary]:
+        """Compute and durably store batch `index`; one summary per region."""
+        began = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        if self.window:
+            values = [self._windowed(index, regions[0], progress)]
+        else:
+            values = self._plain(index, regions, progress)
+        peak, kind = peak_memory(self.device)
+        seconds = time.perf_counter() - began
+        return [
+            RegionSummary(region=region, seconds=seconds, peak_memory_bytes=peak, memory_kind=kind,
+                          target_value=value, masked_bases=masked, batch=len(regions))
+            for region, (value, masked) in zip(regions, values)
+        ]
+
+    def _plain(self, index: int, regions: list[Region], progress):
+        encoded = [encode(self.genome, region) for region in regions]
+        inputs = torch.from_numpy(np.stack(encoded)).to(device=self.device, dtype=self.dtype)
+        result = self.engine.gradient(self.model, inputs, self.target.readout([r.start for r in regions]), progress)
+        gradients = result.gradient.detach().float().cpu().numpy()
+        tracks = []
+        for i, (region, onehot) in enumerate(zip(regions, encoded)):
+            scores = score_gradient(gradients[i], onehot, self.method)
+            tracks.append(AttributionTrack(region, onehot, gradients[i], scores.score, float(result.target_value[i]),
+                                           dict(scores.extras), scores.extra_attributes))
+        self.store.write_batch(index, tracks)
+        return [(t.target_value, int(np.sum(t.onehot.sum(axis=1) == 0))) for t in tracks]
+
+    def _windowed(self, index: int, region: Region, progress) -> tuple[float, int]:
+        """Windows of one region, streamed into its group (see pgf.workflows.windows)."""
+        spans = window_spans(len(region), self.window, self.stride or self.window)
+        limit = self.batch_limit or max(1, min(64, AUTO_BATCH_POSITIONS // spans[0].end))
+        masked = 0
+        with self.store.stream(index) as batch:
+            group = batch.create_region(region, {})
+            group.attrs["target_value"] = float("nan")
+            for key, value in self.store.attributes.items():
+                group.attrs[key] = value
+            values = np.empty(len(spans), dtype=np.float64)
+            datasets: dict[str, object] = {}
+            for first in range(0, len(spans), limit):
+                chunk = spans[first : first + limit]
+                onehots = [encode(self.genome, Region(region.chrom, region.start + s.start, region.start + s.end), region)
+                           for s in chunk]
+                inputs = torch.from_numpy(np.stack(onehots)).to(device=self.device, dtype=self.dtype)
+                result = self.engine.gradient(self.model, inputs, self.target.readout([region.start + s.start for s in chunk]),
+                                              lambda done, total: None)
+                window_gradients = result.gradient.detach().float().cpu().numpy()
+                for i, span in enumerate(chunk):
+                    keep = slice(span.crop_start - span.start, span.crop_end - span.start)
+                    gradient, onehot = window_gradients[i, keep], onehots[i][keep]
+                    scores = score_gradient(gradient, onehot, self.method)
+                    masked += int(np.sum(onehot.sum(axis=1) == 0))
+                    pieces = {"gradient": gradient.astype(np.float32), "score": scores.score,
+                              "onehot": onehot.astype(np.uint8), **scores.extras}
+                    self._write_crop(batch, group, datasets, pieces, scores.extra_attributes, len(region), span)
+                    values[first + i] = float(result.target_value[i])
+                progress(min(first + limit, len(spans)), len(spans))
+            bounds = np.array([[s.start, s.end, s.crop_start, s.crop_end] for s in spans], dtype=np.int64) + region.start
+            group.create_dataset("window_target_value", data=values, **dataset_options(len(region)))
+            group.create_dataset("window_bounds", data=bounds, **dataset_options(len(region)))
+        return float("nan"), masked
+
+    @staticmethod
+    def _write_crop(batch: BatchFile, group, datasets, pieces, extra_attributes, length, span) -> None:
+        for key, piece in pieces.items():
+            if key not in datasets:
+                datasets[key] = group.create_dataset(key, shape=(length, *piece.shape[1:]), dtype=piece.dtype,
+                                                     **dataset_options(length))
+                for attr, value in extra_attributes.get(key, {}).items():
+                    datasets[key].attrs[attr] = value
+            datasets[key][span.crop_start : span.crop_end] = piece
