@@ -22,6 +22,7 @@ from pgf.viz.overlays import overlapping, read_bed_elements
 from pgf.workflows.common import Reporter, SilentReporter
 
 FLANK = 20  # bp shown either side of a base or variant chosen in the table
+LARGE_PAGE = 200_000_000  # bytes; about 15 Mb of shown sequence
 
 
 @dataclass
@@ -172,6 +173,9 @@ def run_report(request: ReportRequest, reporter: Reporter | None = None) -> list
             finally:
                 output.abort()
             reporter.info(f"wrote {request.output} ({len(shown)} region{'s' if len(shown) != 1 else ''}, {len(text) / 1e6:.1f} MB)")
+            if len(text) > LARGE_PAGE:
+                reporter.warn(f"the page is {len(text) / 1e6:.0f} MB; browsers slow down on pages this large: "
+                              "show fewer regions (--region) or open the IGV session's bigWig instead")
         if request.igv_session is not None:
             owners = list(dict.fromkeys(owner for owner, _ in shown))
             _write_bigwig(bigwig, h5, owners, dict(genome.chrom_sizes), request.force)
