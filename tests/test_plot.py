@@ -18,7 +18,7 @@ from pgf.io.regions import Region
 from pgf.viz import figure
 from pgf.viz.attribution import AttributionFile, RegionScores
 from pgf.viz.ranking import element_ranks
-from tests.viz_fixtures import FASTA, REGIONS, TRUTH, model_attributions, synthetic_attributions
+from tests.viz_fixtures import FASTA, REGIONS, TRUTH, model_attributions
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("logomaker")
