@@ -73,7 +73,8 @@ def _logo(logomaker: Any, ax: Any, matrix: Any, title: str, gid: str | None) -> 
     logo = logomaker.Logo(matrix, ax=ax, color_scheme="classic", font_name="DejaVu Sans")
     ax.axhline(0, lw=0.4, color="grey")
     ax.set_title(title, fontsize=8, loc="left")
-    ax.set_xticks(matrix.index[:: max(1, len(matrix) // 10)])
+    ax.set_xticks(matrix.index[:: max(1, len(matrix) // 5)])
+    ax.tick_params(labelsize=7)
     ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     if gid is not None:  # name the drawn letter of each position, so an SVG can be read back
         for position, row in logo.glyph_df.iterrows():
