@@ -351,7 +351,10 @@ def test_method_scores_from_stored_gradient(genome, tmp_path, method):
 def parse_bedgraph(path: Path) -> tuple[str, list[tuple[str, int, int, str]]]:
     lines = path.read_text().splitlines()
     rows = []
+    assert all(line.startswith("# ") for line in lines[1:] if line.startswith("#"))  # provenance comments
     for line in lines[1:]:
+        if line.startswith("#"):
+            continue
         chrom, start, end, value = line.split("\t")
         rows.append((chrom, int(start), int(end), value))
     return lines[0], rows

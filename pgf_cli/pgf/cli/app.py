@@ -191,7 +191,7 @@ def attribute(
         shard=shard,
         devices=devices,
         log_json=log_json,
-        command_line=command_line(),
+        command_line=command_line(ctx),
     )
 
     def work() -> None:

@@ -14,8 +14,10 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
+import click
 import typer
 
 from pgf.errors import PgfUserError
@@ -38,14 +40,45 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def command_line() -> str:
-    """The command as typed (quoted for a shell)."""
-    return " ".join(shlex.quote(arg) for arg in ["pgf", *sys.argv[1:]])
+def _arguments(context=None) -> list[str]:
+    """The arguments after `pgf`: sys.argv for the real entry points, else rebuilt from the click context
+    (library use, tests: CliRunner does not set sys.argv)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("")
+    if program.name in ("pgf", "pgf.exe") or (program.name == "__main__.py" and program.parent.name == "pgf"):
+        return sys.argv[1:]
+    context = context or click.get_current_context(silent=True)
+    if context is None:
+        return []
+    arguments = [context.info_name] if context.parent is not None else []
+    for param in context.command.params:
+        value = context.params.get(param.name)
+        if value in (None, False, [], ()) or param.name == "ctx":
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            item = getattr(item, "value", item)
+            if getattr(param, "param_type_name", "") == "argument":
+                arguments.append(str(item))
+            elif value is True:
+                arguments.append(param.opts[0])
+            else:
+                arguments += [param.opts[0], str(item)]
+    return arguments
+
+
+def command_line(context=None) -> str:
+    """The command as typed (quoted for a shell); `context`: the command's typer/click context."""
+    global _LAST_CONTEXT
+    _LAST_CONTEXT = context
+    return " ".join(shlex.quote(arg) for arg in ["pgf", *_arguments(context)])
+
+
+_LAST_CONTEXT = None  # the context of the running command (for the resume hint)
 
 
 def resume_command() -> str:
     """The command line with --resume added (what to run to continue)."""
-    arguments = sys.argv[1:]
+    arguments = _arguments(_LAST_CONTEXT)
     return " ".join(shlex.quote(arg) for arg in ["pgf", *arguments, *([] if "--resume" in arguments else ["--resume"])])
 
 

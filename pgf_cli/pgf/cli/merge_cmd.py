@@ -29,7 +29,7 @@ def merge(
     The parts must agree on model checksum, target, method, dtype and tool version, and hold no region twice.
     """
     request = MergeRequest(parts=list(parts), output=output, fmt=fmt.value if fmt is not None else None,
-                           force=force, command_line=command_line())
+                           force=force, command_line=command_line(ctx))
 
     def work() -> None:
         with RichReporter(quiet=quiet) as reporter:
