@@ -45,6 +45,7 @@ class ISMResult:
     window: tuple[int, int]  # [start, end) within the sequence
     onehot: torch.Tensor  # (b, L, 4): the sequences mutated
     taylor_correlation: torch.Tensor | None = None  # (b,): Pearson r of g[alt] − g[ref] with ism
+    gradient: torch.Tensor | None = None  # (b, L, 4): d f / d onehot at x (computed for the Taylor comparison)
 
     @property
     def score(self) -> torch.Tensor:
@@ -111,6 +112,7 @@ def saturation_mutagenesis(engine: Engine, model, x: torch.Tensor, target: Targe
         else:
             gradient = engine.gradient(model, x, fixed_readout(target, list(starts), x), progress).gradient
         result.taylor_correlation = taylor_ism_correlation(gradient, x, ism)
+        result.gradient = gradient
     return result
 
 
