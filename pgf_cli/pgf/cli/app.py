@@ -9,6 +9,7 @@ import typer
 
 import pgf
 from pgf.cli.errors import CliState, command_line, run_guarded
+from pgf.cli.export_cmd import export_app
 from pgf.cli.merge_cmd import merge
 from pgf.cli.models_cmd import models_app
 from pgf.cli.plot_cmd import plot, report
@@ -46,6 +47,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models_app, name="models")
+app.add_typer(export_app, name="export")
 app.command()(merge)
 app.command()(plot)
 app.command()(report)
