@@ -1,6 +1,6 @@
 """The package's layering (DESIGN.md): imports point down, modules stay small.
 
-    cli -> workflows -> io / models -> engine -> pgf_kernels;  sim is a leaf
+    cli -> workflows -> io / interpret -> models -> engine -> pgf_kernels;  sim is a leaf
 """
 
 import ast
@@ -14,9 +14,10 @@ KERNELS = ROOT / "kernels" / "pgf_kernels"
 
 # layer -> pgf subpackages it must not import
 FORBIDDEN = {
-    "engine": {"models", "io", "workflows", "cli", "sim"},
-    "models": {"io", "workflows", "cli", "sim"},
-    "io": {"models", "engine", "workflows", "cli", "sim"},
+    "engine": {"models", "io", "workflows", "cli", "sim", "interpret"},
+    "models": {"io", "workflows", "cli", "sim", "interpret"},
+    "interpret": {"io", "workflows", "cli", "sim", "viz"},
+    "io": {"models", "engine", "workflows", "cli", "sim", "interpret"},
     "workflows": {"cli", "sim"},
     "sim": {"models", "engine", "io", "workflows", "cli"},
     "viz": {"models", "engine", "workflows", "cli", "sim"},
