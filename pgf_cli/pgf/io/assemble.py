@@ -21,7 +21,7 @@ from pgf.io.partial import as_attribute
 from pgf.io.regions import Region
 from pgf.io.writers import TrackLabel, check_regions_fit_format, write_bedgraph, write_bigwig
 
-READ_CHUNK = 1 << 20  # positions of `score` read at a time
+READ_CHUNK = 1 << 16  # positions of `score` read (and intervals converted) at a time
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,33 @@ def write_hdf5(output: Path, stored: list[StoredRegion], root: Mapping[str, obje
             for path, names in by_file.items():
                 with h5py.File(path, "r") as source:
                     for name in names:
-                        source.copy(source[name], target, name=name)
+                        copy_group(source[name], target, name)
         atomic.commit()
     except BaseException:
         atomic.abort()
         raise
+
+
+def copy_group(source: h5py.Group, target: h5py.Group, name: str) -> None:
+    """Copy a region group: attributes as they are, chunked datasets chunk by chunk as stored
+    (still compressed, so memory stays at one chunk however long the region), others whole."""
+    group = target.create_group(name)
+    for key, value in source.attrs.items():
+        group.attrs[key] = value
+    for key, dataset in source.items():
+        if dataset.chunks is None:
+            copy = group.create_dataset(key, data=dataset[()])
+        else:
+            copy = group.create_dataset(
+                key, shape=dataset.shape, dtype=dataset.dtype, chunks=dataset.chunks,
+                compression=dataset.compression, compression_opts=dataset.compression_opts, shuffle=dataset.shuffle,
+            )
+            for index in range(dataset.id.get_num_chunks()):
+                info = dataset.id.get_chunk_info(index)
+                mask, data = dataset.id.read_direct_chunk(info.chunk_offset)
+                copy.id.write_direct_chunk(info.chunk_offset, data, mask)
+        for attr, value in dataset.attrs.items():
+            copy.attrs[attr] = value
 
 
 def _score_chunks(item: StoredRegion) -> Iterator[np.ndarray]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from pgf.errors import OutputError
 from pgf.io.regions import Region
-from pgf.io.tracks import AttributionTrack, region_group_name, write_track_group
+from pgf.io.tracks import AttributionTrack, dataset_options, region_group_name, write_track_group
 
 IDENTITY_FILE = "identity.json"
 BATCH_PREFIX = "batch-"
@@ -223,6 +223,50 @@ class BatchFile:
                 raise
         else:
             self.abort()
+
+
+class RegionStream:
+    """The per-base datasets of one region written piece by piece, in order, in whole HDF5 chunks.
+
+    Pieces (consecutive rows of every dataset) are buffered until a chunk of
+    `rows` rows is full, so each compressed chunk is written once (never read
+    back and rewritten) and memory stays at about one chunk per dataset.
+    """
+
+    def __init__(self, group: h5py.Group, length: int, rows: int):
+        self.group, self.length, self.rows = group, length, rows
+        self.datasets: dict[str, h5py.Dataset] = {}
+        self.buffers: dict[str, list[np.ndarray]] = {}
+        self.written = 0  # rows written to every dataset
+        self.buffered = 0  # rows waiting in the buffers
+
+    def add(self, pieces: Mapping[str, np.ndarray], attributes: Mapping[str, Mapping[str, object]]) -> None:
+        for key, piece in pieces.items():
+            if key not in self.datasets:
+                chunks = (min(self.length, self.rows), *piece.shape[1:]) if self.length else None
+                self.datasets[key] = self.group.create_dataset(
+                    key, shape=(self.length, *piece.shape[1:]), dtype=piece.dtype, chunks=chunks, **dataset_options(self.length)
+                )
+                for attr, value in attributes.get(key, {}).items():
+                    self.datasets[key].attrs[attr] = value
+            self.buffers.setdefault(key, []).append(np.asarray(piece))
+        self.buffered += len(next(iter(pieces.values())))
+        if self.buffered >= self.rows:
+            self._flush((self.buffered // self.rows) * self.rows)
+
+    def _flush(self, count: int) -> None:
+        for key, parts in self.buffers.items():
+            data = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            self.datasets[key][self.written : self.written + count] = data[:count]
+            self.buffers[key] = [data[count:].copy()] if count < len(data) else []
+        self.written += count
+        self.buffered -= count
+
+    def close(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+        if self.written != self.length:
+            raise RuntimeError(f"streamed {self.written} rows into a region of {self.length}")
 
 
 def regions_hash(regions: list[Region]) -> str:

@@ -9,6 +9,8 @@ the region's length (a whole chromosome).
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import time
 from dataclasses import dataclass
 
@@ -18,7 +20,7 @@ import torch
 from pgf.errors import GenomeError, PgfUserError
 from pgf.io.genome import Genome
 from pgf.io.onehot import InvalidSequenceError, one_hot
-from pgf.io.partial import BatchFile, PartialStore
+from pgf.io.partial import PartialStore, RegionStream
 from pgf.io.regions import Region
 from pgf.io.tracks import AttributionTrack, dataset_options
 from pgf.models.targets import Target
@@ -27,6 +29,23 @@ from pgf.workflows.methods import score_gradient
 from pgf.workflows.windows import window_spans
 
 AUTO_BATCH_POSITIONS = 2**18  # the pgf engine batches equal-length regions up to this many positions
+STREAM_CHUNK_ROWS = 2**14  # HDF5 chunk rows of the datasets a windowed region is streamed into
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the OS (glibc keeps it otherwise, and the process's peak creeps up
+    with every group of windows of a long region); a no-op elsewhere."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else False
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
 
 
 def batch_size(requested: int | None, engine: str) -> int:
@@ -128,7 +147,7 @@ class BatchComputer:
             for key, value in self.store.attributes.items():
                 group.attrs[key] = value
             values = np.empty(len(spans), dtype=np.float64)
-            datasets: dict[str, object] = {}
+            stream = RegionStream(group, len(region), STREAM_CHUNK_ROWS)
             for first in range(0, len(spans), limit):
                 chunk = spans[first : first + limit]
                 onehots = [encode(self.genome, Region(region.chrom, region.start + s.start, region.start + s.end), region)
@@ -144,20 +163,13 @@ class BatchComputer:
                     masked += int(np.sum(onehot.sum(axis=1) == 0))
                     pieces = {"gradient": gradient.astype(np.float32), "score": scores.score,
                               "onehot": onehot.astype(np.uint8), **scores.extras}
-                    self._write_crop(batch, group, datasets, pieces, scores.extra_attributes, len(region), span)
+                    stream.add(pieces, scores.extra_attributes)
                     values[first + i] = float(result.target_value[i])
+                del onehots, inputs, result, window_gradients
+                release_freed_memory()
                 progress(min(first + limit, len(spans)), len(spans))
+            stream.close()
             bounds = np.array([[s.start, s.end, s.crop_start, s.crop_end] for s in spans], dtype=np.int64) + region.start
             group.create_dataset("window_target_value", data=values, **dataset_options(len(region)))
             group.create_dataset("window_bounds", data=bounds, **dataset_options(len(region)))
         return float("nan"), masked
-
-    @staticmethod
-    def _write_crop(batch: BatchFile, group, datasets, pieces, extra_attributes, length, span) -> None:
-        for key, piece in pieces.items():
-            if key not in datasets:
-                datasets[key] = group.create_dataset(key, shape=(length, *piece.shape[1:]), dtype=piece.dtype,
-                                                     **dataset_options(length))
-                for attr, value in extra_attributes.get(key, {}).items():
-                    datasets[key].attrs[attr] = value
-            datasets[key][span.crop_start : span.crop_end] = piece
