@@ -211,7 +211,7 @@ def child(spec: dict) -> dict:
 
     torch.manual_seed(0)
     record = dict(spec)
-    with kernel_backend(spec["kernels"]):
+    with kernel_backend(spec["kernels"] if spec["kernels"] != "none" else "auto"):
         if spec["engine"] == "paper":
             run_paper(spec["variant"], WARMUP_LENGTH)
             began = time.perf_counter()
