@@ -138,13 +138,6 @@ def attribute(
     ] = None,
     dtype: DTypeOption = "float32",
     kernels: KernelsOption = DEFAULT_KERNELS,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")
-    ],
-    fmt: Annotated[Optional[Format], typer.Option("--format", help="Output format, when the suffix does not say.")] = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Overwrite an existing output; discard an existing partial output (OUT.partial).")
-    ] = False,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the partial output (OUT.partial) of an interrupted run of the same command: done regions are skipped."),
@@ -161,6 +154,11 @@ def attribute(
         Optional[Path],
         typer.Option("--log-json", metavar="FILE", help="Append one JSON line per finished region (seconds, bp/s, peak memory, device)."),
     ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="OUT", help="Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")
+    ],
+    fmt: Annotated[Optional[Format], typer.Option("--format", help="Output format, when the suffix does not say.")] = None,
+    force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Per-base sensitivities of a model's target to every base of the given regions.

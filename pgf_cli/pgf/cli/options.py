@@ -61,5 +61,7 @@ VocabOption = Annotated[Optional[str], typer.Option("--vocab", metavar="A=ID,C=I
 DeviceOption = Annotated[Device, typer.Option("--device", help="Where to compute; auto = CUDA when available.")]
 DTypeOption = Annotated[DType, typer.Option("--dtype", help="Compute dtype of weights and activations.")]
 KernelsOption = Annotated[Kernels, typer.Option("--kernels", help=KERNELS_HELP)]
-ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", "-f", help="Overwrite existing outputs (pgf attribute: also discard a partial output OUT.partial).")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary lines.")]
