@@ -22,11 +22,14 @@ def genome(tmp_path_factory):
     return write_fasta(folder / "g.fa", {"chr1": random_sequence(400, seed=3)})
 
 
-def test_default_is_auto_which_means_the_reference_on_cpu():
-    # validated on an H200 (bench/results/nvidia-h200-gpu-checks); off CUDA, auto runs the reference
+def test_default_is_auto_which_means_the_compiled_kernels_on_cpu():
+    # Triton validated on an H200 (bench/results/nvidia-h200-gpu-checks); on CPU, auto runs the
+    # compiled numba kernels unless a parameter gradient is wanted (training keeps the reference)
     assert DEFAULT_KERNELS == "auto"
     x, A = torch.zeros(1, 4, 2), -torch.ones(2, 3)
-    assert resolve_backend(x, A, None, DEFAULT_KERNELS) == "reference"
+    assert resolve_backend(x, A, None, DEFAULT_KERNELS) == "cpu"
+    with torch.enable_grad():
+        assert resolve_backend(x, A.requires_grad_(), None, DEFAULT_KERNELS) == "reference"
 
 
 def test_triton_kernels_through_the_cli_agree_with_autograd(genome):

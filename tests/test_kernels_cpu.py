@@ -234,14 +234,10 @@ def test_dispatch():
     assert cpu_unavailable_reason(torch.device("cpu")) is None
     with kernel_backend("cpu"):
         assert resolve_backend(x, A, None) == "cpu"
-    previous = ops.AUTO_PICKS_CPU_KERNELS
-    try:
-        ops.AUTO_PICKS_CPU_KERNELS = True
-        assert resolve_backend(x, A, None, "auto") == "cpu"
-        ops.AUTO_PICKS_CPU_KERNELS = False
-        assert resolve_backend(x, A, None, "auto") == "reference"
-    finally:
-        ops.AUTO_PICKS_CPU_KERNELS = previous
+    assert resolve_backend(x, A, None, "auto") == "cpu"
+    with torch.enable_grad():  # a parameter gradient (training): auto keeps the reference
+        assert resolve_backend(x, A.clone().requires_grad_(), None, "auto") == "reference"
+        assert resolve_backend(x, A, torch.zeros(2).requires_grad_(), "auto") == "reference"
     assert "CPU tensors" in cpu_unavailable_reason(torch.device("meta"))
 
 

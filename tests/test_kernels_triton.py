@@ -359,7 +359,7 @@ def test_parameter_gradients_are_refused():
         y, _ = triton_scan_fn(*leaves)
         with pytest.raises(RuntimeError, match="input gradients only"):
             y.sum().backward()
-        # auto never picks Triton when A or D needs a gradient
+        # auto never picks compiled kernels when A or D needs a gradient
         assert resolve_backend(leaves[0], leaves[2], leaves[5], "auto") == "reference"
 
 
@@ -367,9 +367,9 @@ def test_parameter_gradients_are_refused():
 # dispatch
 
 
-def test_auto_picks_reference_on_cpu_and_triton_on_cuda():
+def test_auto_picks_compiled_cpu_kernels_on_cpu_and_triton_on_cuda():
     x, A = torch.zeros(1, 2, 2), torch.zeros(2, 2)
-    assert resolve_backend(x, A, None, "auto") == "reference"
+    assert resolve_backend(x, A, None, "auto") == "cpu"
     assert resolve_backend(x, A, None, "reference") == "reference"
     if torch.cuda.is_available():
         assert resolve_backend(x.cuda(), A.cuda(), None, "auto") == "triton"
@@ -388,6 +388,7 @@ def test_forced_triton_without_a_gpu_is_a_clear_error(monkeypatch):
     assert "not installed" in triton_unavailable_reason(torch.device("cuda"))
     with pytest.raises(RuntimeError, match="not installed"):
         resolve_backend(x, A, None, "triton")
+    monkeypatch.setattr(ops, "_cpu_module", lambda: None)
     assert resolve_backend(x, A, None, "auto") == "reference"
 
 

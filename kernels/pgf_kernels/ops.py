@@ -7,8 +7,9 @@ Backends: "reference" (pure PyTorch, any device, differentiable in everything), 
 (the kernels in `triton_scan`: input gradients and tangents only, never dA or dD), "cpu"
 (the compiled numba kernels in `cpu_scan`: CPU tensors; gradients for every input, dA and dD
 included; tangents), and "auto" (the default): Triton for CUDA tensors when Triton is
-importable and neither A nor D needs a gradient; for CPU tensors the CPU kernels when
-`AUTO_PICKS_CPU_KERNELS` is set and numba is importable; the reference otherwise. The
+importable and neither A nor D needs a gradient; for CPU tensors the compiled CPU kernels
+when numba is importable and neither A nor D needs a gradient (training keeps the
+reference, so its runs stay reproducible); the reference otherwise. The
 Triton path is registered as a `torch.autograd.Function` with `backward` (the adjoint kernel), `jvp` (the fused tangent
 kernel) and `vmap` rules, so plain autograd, `torch.func.jvp` and
 `vmap(lambda t: jvp(f, primals, (t,)))` (one primal, many tangents: the tangent engine) all
@@ -28,10 +29,6 @@ from pgf_kernels.reference import selective_scan_ref
 
 BACKENDS = ("reference", "triton", "auto", "cpu")  # "cpu" last: messages keep their old prefix
 _backend = "auto"
-# Whether "auto" runs the compiled CPU kernels on CPU tensors. Off until the tests that pin
-# "auto on CPU = reference" (tests/test_cli_kernels.py, tests/test_kernels_triton.py) are
-# updated by their owners; "cpu" selects the kernels explicitly meanwhile.
-AUTO_PICKS_CPU_KERNELS = False
 
 
 def _check_name(name: str) -> str:
@@ -124,7 +121,7 @@ def resolve_backend(x: torch.Tensor, A: torch.Tensor, D: torch.Tensor | None, ba
     if name == "auto":
         if x.is_cuda and _triton_module() is not None and not _wants_parameter_grad(A, D):
             return "triton"
-        if AUTO_PICKS_CPU_KERNELS and x.device.type == "cpu" and _cpu_module() is not None:
+        if x.device.type == "cpu" and _cpu_module() is not None and not _wants_parameter_grad(A, D):
             return "cpu"
         return "reference"
     if name == "cpu":

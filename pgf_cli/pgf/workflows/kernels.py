@@ -7,15 +7,16 @@ from contextlib import AbstractContextManager
 import torch
 
 from pgf.errors import PgfUserError
-from pgf_kernels import BACKENDS, kernel_backend, triton_unavailable_reason
+from pgf_kernels import BACKENDS, cpu_unavailable_reason, kernel_backend, triton_unavailable_reason
 
 # "auto": the fused Triton kernels on CUDA (their test suite passes compiled on an H200, and
 # they are several times faster than the reference there: bench/results/nvidia-h200-*), the
-# PyTorch reference elsewhere and whenever parameter gradients are wanted (training).
+# compiled numba kernels on CPU (bench/results/cpu-2core-throughput.json), the PyTorch
+# reference whenever parameter gradients are wanted (training).
 DEFAULT_KERNELS = "auto"
 KERNELS_HELP = (
-    "Selective-scan kernels: 'auto' (the default: fused Triton kernels on CUDA, the PyTorch reference elsewhere), "
-    "'reference' (PyTorch, any device) or 'triton' (Triton, CUDA only)."
+    "Selective-scan kernels: 'auto' (the default: fused Triton kernels on CUDA, compiled numba kernels on CPU), "
+    "'reference' (PyTorch, any device), 'triton' (Triton, CUDA only) or 'cpu' (numba, CPU tensors)."
 )
 
 
@@ -23,8 +24,8 @@ def use_kernels(name: str, device: torch.device) -> AbstractContextManager:
     """A context in which every scan runs the `name` kernels; a user error when they cannot run on `device`."""
     if name not in BACKENDS:
         raise PgfUserError(f"unknown kernels {name!r}; choose one of: {', '.join(BACKENDS)}")
-    if name == "triton":
-        reason = triton_unavailable_reason(device)
-        if reason is not None:
-            raise PgfUserError(f"--kernels triton: {reason}")
+    unavailable = {"triton": triton_unavailable_reason, "cpu": cpu_unavailable_reason}.get(name)
+    reason = unavailable(device) if unavailable else None
+    if reason is not None:
+        raise PgfUserError(f"--kernels {name}: {reason}")
     return kernel_backend(name)
