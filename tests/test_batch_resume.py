@@ -302,3 +302,21 @@ def test_stream_value_runs_equal_whole_array_runs(chunk):
     np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces]), starts)
     np.testing.assert_array_equal(np.concatenate([p[1] for p in pieces]), ends)
     np.testing.assert_array_equal(np.concatenate([p[2] for p in pieces]), vals)
+
+
+def test_resume_with_other_batches_never_replaces_earlier_batch_files(genome, tmp_path, monkeypatch):
+    """Equal-length regions: one per batch first, then two per batch; the second run's batch 1 must not
+    replace the first run's batch 1 file (each run names its files with its own token)."""
+    same = [arg for region in ("chr1:1-100", "chr1:201-300", "chr1:401-500", "chr2:1-100") for arg in ("--region", region)]
+    out, reference = tmp_path / "b.h5", tmp_path / "ref.h5"
+    assert attribute(genome, reference, *same, "--batch-size", 1).exit_code == 0
+    stop_on_call(monkeypatch, 3, KeyboardInterrupt())
+    assert attribute(genome, out, *same, "--batch-size", 1).exit_code == 130
+    monkeypatch.undo()
+    resumed = attribute(genome, out, *same, "--batch-size", 2, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "2 of 4 regions already done (skipped)" in resumed.stderr
+    done, expected = contents(out), contents(reference)
+    assert sorted(done) == sorted(expected)
+    for name in ("chr1:1-100", "chr1:201-300"):  # computed before the interruption, one per batch
+        np.testing.assert_array_equal(done[name]["gradient"], expected[name]["gradient"])

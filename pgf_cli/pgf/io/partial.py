@@ -3,7 +3,7 @@
 `OUT.partial/` (a visible folder beside OUT) holds `identity.json` (what the
 run computes: inputs, model, target, method, dtype, windowing, the region
 list's hash, tool version) and one small HDF5 file per completed batch,
-`batch-NNNNNN.h5`, in the final output's group layout. A batch file is
+`batch-NNNNNN-RUN.h5`, in the final output's group layout. A batch file is
 written under a hidden temporary name, fsync'ed, and renamed into place (then
 the folder is fsync'ed), so a batch file that exists is complete: a SIGKILL at
 any moment loses at most the batches in flight. Several worker processes may
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,10 +68,13 @@ def _short(value: object) -> str:
 class PartialStore:
     """The batch files of one run in `OUT.partial/`."""
 
-    def __init__(self, folder: Path, identity: Mapping[str, object], attributes: Mapping[str, object]):
+    def __init__(self, folder: Path, identity: Mapping[str, object], attributes: Mapping[str, object], token: str | None = None):
         self.folder = folder
         self.identity = dict(identity)
         self.attributes = dict(attributes)  # written on every region group (the run metadata)
+        # in every batch file name of this run (its workers included): a resumed run may batch the
+        # remaining regions differently, and must never replace an earlier run's batch file
+        self.token = token or secrets.token_hex(4)
 
     @classmethod
     def open(
@@ -160,7 +164,7 @@ class PartialStore:
     # ------------------------------------------------------------------ writing
 
     def _paths(self, index: int) -> tuple[Path, Path]:
-        name = f"{BATCH_PREFIX}{index:06d}.h5"
+        name = f"{BATCH_PREFIX}{index:06d}-{self.token}.h5"
         return self.folder / name, self.folder / f".{name}.{os.getpid()}.tmp"
 
     def write_batch(self, index: int, tracks: list[AttributionTrack]) -> Path:

@@ -66,6 +66,7 @@ class WorkerSetup:
     folder: Path
     identity: dict
     attributes: dict
+    token: str
     threads: int
 
 
@@ -90,7 +91,7 @@ def _worker(setup: WorkerSetup, worker: int, device_name: str, tasks, results) -
         from pgf.engine import get_engine
 
         engine = get_engine(request.engine, request.tile, offload=request.offload)
-        store = PartialStore(setup.folder, setup.identity, setup.attributes)
+        store = PartialStore(setup.folder, setup.identity, setup.attributes, setup.token)
         computer = BatchComputer(genome, engine, loaded.model, target, request.method, device, dtype, store,
                                  request.window, request.stride, request.batch_size)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
@@ -124,7 +125,7 @@ def run_on_devices(request, devices, store: PartialStore, todo: list[tuple[int, 
     for _ in devices:
         tasks.put(None)
     cpu_workers = sum(1 for d in devices if d.type == "cpu")
-    setup = WorkerSetup(request, store.folder, store.identity, store.attributes,
+    setup = WorkerSetup(request, store.folder, store.identity, store.attributes, store.token,
                         threads=max(1, torch.get_num_threads() // max(cpu_workers, 1)))
     workers = [context.Process(target=_worker, args=(setup, i, str(d), tasks, results), daemon=True)
                for i, d in enumerate(devices)]
