@@ -320,3 +320,21 @@ def test_resume_with_other_batches_never_replaces_earlier_batch_files(genome, tm
     assert sorted(done) == sorted(expected)
     for name in ("chr1:1-100", "chr1:201-300"):  # computed before the interruption, one per batch
         np.testing.assert_array_equal(done[name]["gradient"], expected[name]["gradient"])
+
+
+def test_more_shards_than_regions_give_empty_parts_that_merge(genome, tmp_path):
+    two = ["--region", "chr1:1-100", "--region", "chr2:1-120"]
+    parts = []
+    for k in (1, 2, 3):
+        parts.append(tmp_path / f"p{k}.h5")
+        result = attribute(genome, parts[-1], *two, "--shard", f"{k}/3")
+        assert result.exit_code == 0, result.output
+    assert "WARNING: shard 3/3 holds no region (2 regions in 3 shards); writing an empty output" in result.stderr
+    assert [len(contents(p)) for p in parts] == [1, 1, 0]
+    merged = tmp_path / "m.bw"
+    assert invoke("merge", *parts, "-o", merged).exit_code == 0
+    bw = pyBigWig.open(str(merged))
+    try:
+        assert len(bw.intervals("chr1")) > 0 and len(bw.intervals("chr2")) > 0
+    finally:
+        bw.close()

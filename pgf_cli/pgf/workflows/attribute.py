@@ -250,9 +250,9 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
         regions = resolve_regions(genome, request.regions, request.bed)
         if request.shard is not None:
             k, n = parse_shard(request.shard)
-            regions = shard_regions(regions, k, n)
+            count, regions = len(regions), shard_regions(regions, k, n)
             if not regions:
-                reporter.warn(f"shard {k}/{n} holds no region (only {n - 1} or fewer regions); writing an empty output")
+                reporter.warn(f"shard {k}/{n} holds no region ({count} region{'s' if count != 1 else ''} in {n} shards); writing an empty output")
         check_regions_fit_format(regions, fmt)
         loaded = load_model_for_user(request.model, device, dtype, request.vocab, reporter)
         target = _resolve_target(request, loaded.model, genome, regions)
