@@ -14,6 +14,7 @@ import platform
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,7 +247,10 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     device = torch.device("cpu") if devices else resolve_device(request.device)
     started = _now()
 
-    with Genome(request.fasta) as genome, use_kernels(request.kernels, device):
+    if devices:  # the workers compute; the parent only checks that every device can run the kernels
+        for worker_device in devices:
+            use_kernels(request.kernels, worker_device)
+    with Genome(request.fasta) as genome, (nullcontext() if devices else use_kernels(request.kernels, device)):
         regions = resolve_regions(genome, request.regions, request.bed)
         if request.shard is not None:
             k, n = parse_shard(request.shard)
