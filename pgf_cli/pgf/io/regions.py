@@ -114,11 +114,12 @@ def parse_region(spec: str, chrom_sizes: Mapping[str, int]) -> Region:
     return check_region(Region(chrom, start - 1, end), chrom_sizes)
 
 
-def read_bed(path: str | Path, chrom_sizes: Mapping[str, int]) -> list[Region]:
+def read_bed(path: str | Path, chrom_sizes: Mapping[str, int] | None) -> list[Region]:
     """Read regions from a BED file (0-based half-open; optional 4th column = name).
 
     `track`, `browser` and `#` lines and blank lines are skipped. Every problem
-    is reported with the file name and line number.
+    is reported with the file name and line number. With `chrom_sizes` None the
+    intervals are not checked against a genome (annotations to draw, say).
     """
     path = Path(path)
     try:
@@ -143,7 +144,8 @@ def read_bed(path: str | Path, chrom_sizes: Mapping[str, int]) -> list[Region]:
         if start < 0:
             raise RegionError(f"{origin}: BED start {start} is negative (BED is 0-based)")
         name = fields[3].strip() if len(fields) > 3 and fields[3].strip() else None
-        regions.append(check_region(Region(chrom, start, end, name), chrom_sizes, origin))
+        region = Region(chrom, start, end, name)
+        regions.append(region if chrom_sizes is None else check_region(region, chrom_sizes, origin))
     if not regions:
         raise RegionError(f"BED file {path} holds no regions")
     return regions

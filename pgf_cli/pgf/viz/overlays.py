@@ -9,30 +9,12 @@ import h5py
 import numpy as np
 
 from pgf.errors import PgfUserError, RegionError
-from pgf.io.regions import Region
+from pgf.io.regions import Region, read_bed
 
 
 def read_bed_elements(path: str | Path) -> list[Region]:
-    """Every interval of a BED file (chrom, 0-based start, end, optional name); header lines skipped."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise RegionError(f"BED file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RegionError(f"cannot read BED file {path}: {exc}") from None
-    elements = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
-            continue
-        fields = line.split("\t") if "\t" in line else line.split()
-        try:
-            start, end = int(fields[1]), int(fields[2])
-        except (IndexError, ValueError):
-            raise RegionError(f"{path}:{number}: a BED line needs chrom, start and end (whole numbers)") from None
-        name = fields[3].strip() if len(fields) > 3 and fields[3].strip() else None
-        elements.append(Region(fields[0], start, end, name))
-    return elements
+    """Every interval of a BED file (chrom, 0-based start, end, optional name), not checked against a genome."""
+    return read_bed(path, None)
 
 
 def overlapping(elements: list[Region], region: Region) -> list[Region]:
