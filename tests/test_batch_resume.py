@@ -202,14 +202,31 @@ def test_overall_progress_text():
 
 def test_shard_assignment_is_balanced_deterministic_and_complete():
     regions = [Region("chr1", 0, n) for n in (500, 100, 400, 300, 200, 250, 50)]
-    assignment = shard_assignment(regions, 3)
-    assert assignment == shard_assignment(list(regions), 3)
+    batches = [[r] for r in regions]
+    assignment = shard_assignment(batches, 3)
+    assert assignment == shard_assignment([list(b) for b in batches], 3)
     totals = [sum(len(r) for r, s in zip(regions, assignment) if s == k) for k in range(3)]
     assert max(totals) - min(totals) <= max(len(r) for r in regions)
-    parts = [shard_regions(regions, k, 3) for k in (1, 2, 3)]
+    assert sorted(totals) == [600, 600, 600]  # greedy, largest first: 500+100, 400+200, 300+250+50
+    parts = [shard_regions(batches, k, 3) for k in (1, 2, 3)]
     assert sorted((r for part in parts for r in part), key=regions.index) == regions
     for part in parts:  # each shard keeps the list's order
         assert part == sorted(part, key=regions.index)
+
+
+def test_shards_compute_the_batches_of_the_whole_list(genome, tmp_path):
+    """Equal-length regions batched together in one run stay together in a shard (bit-identical merge)."""
+    same = [arg for region in ("chr1:1-100", "chr1:201-300", "chr1:401-500", "chr2:1-100", "chr2:201-330") for arg in ("--region", region)]
+    single = tmp_path / "single.h5"
+    assert attribute(genome, single, *same, "--batch-size", 2).exit_code == 0
+    parts = []
+    for k in (1, 2):
+        parts.append(tmp_path / f"s{k}.h5")
+        result = attribute(genome, parts[-1], *same, "--batch-size", 2, "--shard", f"{k}/2")
+        assert result.exit_code == 0, result.output
+    assert [len(contents(p)) for p in parts] == [3, 2]  # batches {1,2} + {5} | {3,4} (200 + 130 bp | 200 bp)
+    assert invoke("merge", *parts, "-o", tmp_path / "merged.h5").exit_code == 0
+    assert_same_groups(tmp_path / "merged.h5", single)
 
 
 @pytest.mark.parametrize(

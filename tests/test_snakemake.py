@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pyBigWig
 import pytest
@@ -47,6 +48,10 @@ def test_snakemake_workflow_equals_one_run(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = tmp_path / "out"
     assert sorted(p.name for p in (out / "parts").iterdir()) == ["1.h5", "2.h5", "3.h5"]
+    for k in (1, 2, 3):  # each job computed what the shard rule planned for it
+        planned = [line.split("\t") for line in (out / "shards" / f"{k}.bed").read_text().splitlines()]
+        with h5py.File(out / "parts" / f"{k}.h5", "r") as part:
+            assert sorted(f"{c}:{int(s) + 1}-{e}" for c, s, e, *_ in planned) == sorted(part)
     assert (out / "benchmarks" / "attribute" / "1.tsv").is_file() and (out / "logs" / "attribute" / "1.jsonl").is_file()
 
     single_h5, single_bw = tmp_path / "single.h5", tmp_path / "single.bw"

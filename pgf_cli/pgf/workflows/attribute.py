@@ -43,7 +43,7 @@ from pgf.workflows.common import (
 )
 from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
 from pgf.workflows.methods import DEFAULT_METHOD, METHODS
-from pgf.workflows.shards import parse_shard, shard_regions
+from pgf.workflows.shards import parse_shard, shard_batches
 from pgf.workflows.windows import window_spans
 
 
@@ -252,12 +252,15 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
             use_kernels(request.kernels, worker_device)
     with Genome(request.fasta) as genome, (nullcontext() if devices else use_kernels(request.kernels, device)):
         regions = resolve_regions(genome, request.regions, request.bed)
+        check_regions_fit_format(regions, fmt)
+        # batches of the whole list: a shard, a resumed run and every worker compute these same batches
+        batches = list(enumerate(make_batches(regions, batch_size(request.batch_size, request.engine), bool(request.window))))
         if request.shard is not None:
             k, n = parse_shard(request.shard)
-            count, regions = len(regions), shard_regions(regions, k, n)
+            count, batches = len(regions), shard_batches([batch for _, batch in batches], k, n)
+            regions = [region for _, batch in batches for region in batch]
             if not regions:
                 reporter.warn(f"shard {k}/{n} holds no region ({count} region{'s' if count != 1 else ''} in {n} shards); writing an empty output")
-        check_regions_fit_format(regions, fmt)
         loaded = load_model_for_user(request.model, device, dtype, request.vocab, reporter)
         target = _resolve_target(request, loaded.model, genome, regions)
         metadata = RunMetadata(
@@ -266,9 +269,8 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
         )
         identity = _identity(request, metadata, regions)
         store, resumed = PartialStore.open(request.output, identity, metadata.attributes(), request.resume, request.force)
-        batches = make_batches(regions, batch_size(request.batch_size, request.engine), bool(request.window))
         done = store.completed() if resumed else set()
-        todo = [(i, [r for r in batch if region_group_name(r) not in done]) for i, batch in enumerate(batches)]
+        todo = [(i, [r for r in batch if region_group_name(r) not in done]) for i, batch in batches]
         todo = [(i, batch) for i, batch in todo if batch]
         skipped = len(regions) - sum(len(batch) for _, batch in todo)
         if resumed:
