@@ -8,6 +8,7 @@ are in test_batch_processes.py and test_snakemake.py.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -195,6 +196,13 @@ def test_overall_progress_text():
     reporter.region_finished(RegionSummary(Region("chr1", 0, 300), 0.1, 0, "peak RSS", 1.0, 0))
     text = reporter.overall_rate()
     assert text.startswith("500 of 1,000 bp, ") and " bp/s, ETA " in text
+
+
+def test_summary_lines_show_the_whole_job(genome, tmp_path):
+    result = attribute(genome, tmp_path / "o.h5", "--region", "chr1:1-50", "--region", "chr2:1-80")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("chr")]
+    assert re.search(r"  \[1/2 regions, 50 of 130 bp, [\d,]+ bp/s, ETA \d\d:\d\d:\d\d\]$", lines[0]), lines[0]
+    assert re.search(r"  \[2/2 regions, 130 of 130 bp, [\d,]+ bp/s, ETA 00:00:00\]$", lines[1]), lines[1]
 
 
 # --------------------------------------------------------------------------- shards and merge

@@ -58,6 +58,7 @@ class RichReporter:
         self._done_bp = 0
         self._total_bp = 0
         self._bp_this_run = 0
+        self._regions = self._regions_done = 0
 
     def __enter__(self) -> "RichReporter":
         self.progress.start()
@@ -92,6 +93,7 @@ class RichReporter:
         """The whole job: `total_bp` over `regions`, of which `done_bp` (`skipped` regions) were done before."""
         self._began = time.perf_counter()
         self._total_bp, self._done_bp, self._bp_this_run = total_bp, done_bp, 0
+        self._regions, self._regions_done = regions, skipped
         if total_bp > 0:
             self._overall = self.progress.add_task(f"all {regions:,} regions", total=total_bp, completed=done_bp, rate="")
 
@@ -111,6 +113,10 @@ class RichReporter:
             self._task = None
         self._done_bp += len(summary.region)
         self._bp_this_run += len(summary.region)
+        self._regions_done += 1
+        line = summary_line(summary)
         if self._overall is not None:
             self.progress.update(self._overall, completed=self._done_bp, rate=self.overall_rate())
-        self.info(summary_line(summary))
+            if self._regions > 1:  # the whole job, also where no bar is drawn (a scheduler's log file)
+                line += f"  [{self._regions_done}/{self._regions} regions, {self.overall_rate()}]"
+        self.info(line)
