@@ -118,6 +118,7 @@ def test_interrupted_run_resumes_to_the_same_output(genome, single, tmp_path, mo
     resumed = attribute(genome, out, *REGION_ARGS, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert "3 of 6 regions already done (skipped), 3 to compute" in resumed.stderr
+    assert f"wrote {out} (6 regions, 870 bp; 3 from the partial output)" in resumed.stderr
     assert resumed.stderr.count(" bp  ") == 3  # three summary lines: only the missing regions were computed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
     assert_same_groups(out, single)

@@ -197,8 +197,10 @@ def attribute(
     def work() -> None:
         with RichReporter(quiet=quiet) as reporter:
             summaries = run_attribute(request, reporter)
-            total = sum(len(s.region) for s in summaries)
-            reporter.info(f"wrote {output} ({len(summaries)} region{'s' if len(summaries) != 1 else ''}, {total:,} bp)")
+            computed = len(summaries)
+            count, total = reporter.job_size if reporter.job_size else (computed, sum(len(s.region) for s in summaries))
+            resumed = f"; {count - computed} from the partial output" if count > computed else ""
+            reporter.info(f"wrote {output} ({count} region{'s' if count != 1 else ''}, {total:,} bp{resumed})")
 
     run_guarded(work, ctx)
 

@@ -97,6 +97,11 @@ class RichReporter:
         if total_bp > 0:
             self._overall = self.progress.add_task(f"all {regions:,} regions", total=total_bp, completed=done_bp, rate="")
 
+    @property
+    def job_size(self) -> tuple[int, int] | None:
+        """(regions, bp) of the whole job, once the workflow said (None before)."""
+        return (self._regions, self._total_bp) if self._began else None
+
     def overall_rate(self) -> str:
         """'1.2 Mbp of 3.4 Mbp, 51,000 bp/s, ETA 0:00:43' for the job so far ('' before any region ends)."""
         elapsed = time.perf_counter() - self._began
