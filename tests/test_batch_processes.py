@@ -221,3 +221,37 @@ def test_whole_chromosome_windows_stream_in_bounded_memory(tmp_path):
         np.testing.assert_array_equal(np.array(bw.values("chr1", 6_000_000 - 20000, 6_000_000), dtype=np.float32), tail)
     finally:
         bw.close()
+
+
+def test_a_killed_worker_loses_only_its_batch(genome, single, tmp_path):
+    """SIGKILL one of two workers mid-run: the other finishes the remaining batches, the run names the dead
+    worker and exits 1, and --resume computes what the dead worker held."""
+    import multiprocessing
+    import threading
+
+    output = tmp_path / "k.h5"
+    killed = {}
+
+    def kill_one_worker() -> None:
+        deadline = time.monotonic() + 120
+        while not batches(output) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        children = multiprocessing.active_children()
+        if children:
+            killed["pid"] = children[0].pid
+            os.kill(children[0].pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    result = invoke("attribute", genome, "--model", "random-test", "--batch-size", 1, "-o", output, *REGION_ARGS,
+                    "--devices", "cpu,cpu")
+    killer.join()
+    assert killed, "no worker to kill"
+    print("exit code after killing a worker:", result.exit_code)
+    if result.exit_code == 0:  # the worker was killed between two batches: nothing was lost
+        assert_same_groups(output, single)
+        return
+    assert result.exit_code == 1, result.output
+    assert "worker on cpu died (exit code -9) in batch" in result.stderr.strip().splitlines()[-1]
+    assert f"{len(REGIONS) - 1} of {len(REGIONS)} regions are kept in" in result.stderr
+    resume_and_compare(genome, output, single)
