@@ -42,7 +42,9 @@ from pgf.workflows.common import (
     resolve_dtype,
 )
 from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
-from pgf.workflows.methods import DEFAULT_METHOD, METHODS
+from pgf.workflows.interpret import MethodOptions, check_options, effective_options, needs_compute_method, resolve_ism_region
+from pgf.workflows.interpret import identity as method_identity
+from pgf.workflows.methods import DEFAULT_METHOD
 from pgf.workflows.shards import parse_shard, shard_batches
 from pgf.workflows.windows import window_spans
 
@@ -60,6 +62,7 @@ class AttributeRequest:
     target_window: str | None = None
     vocab: str | None = None
     method: str = DEFAULT_METHOD
+    method_options: MethodOptions | None = None  # --baseline, --steps, --ism-window, --rc-average ... (pgf.workflows.interpret)
     engine: str = DEFAULT_ENGINE
     device: str = "auto"
     tile: int | None = None
@@ -160,6 +163,7 @@ def _identity(request: AttributeRequest, metadata: RunMetadata, regions: list[Re
         "model_checksum": metadata.model_checksum,
         "target": metadata.target,
         "method": metadata.method,
+        "method_options": method_identity(effective_options(request.method, request.method_options)),
         "dtype": metadata.dtype,
         "engine": metadata.engine,
         "kernels": request.kernels,
@@ -220,8 +224,10 @@ class JsonLog:
 
 def _prepare(request: AttributeRequest) -> str:
     """Checks that need no FASTA or model; returns the output format."""
-    if request.method not in METHODS:
-        raise PgfUserError(f"unknown method {request.method!r}; choose one of: {', '.join(METHODS)}")
+    options = effective_options(request.method, request.method_options)
+    check_options(options)
+    if request.window is not None and needs_compute_method(options):
+        raise PgfUserError(f"--window is not supported with --method {request.method} or --rc-average; compute the regions in one pass")
     resolve_dtype(request.dtype)
     if request.tile is not None and request.tile < 1:
         raise PgfUserError("--tile must be a positive number of positions")
@@ -253,6 +259,8 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     with Genome(request.fasta) as genome, (nullcontext() if devices else use_kernels(request.kernels, device)):
         regions = resolve_regions(genome, request.regions, request.bed)
         check_regions_fit_format(regions, fmt)
+        options = resolve_ism_region(effective_options(request.method, request.method_options), genome.chrom_sizes,
+                                     [region.chrom for region in regions])
         # batches of the whole list: a shard, a resumed run and every worker compute these same batches
         batches = list(enumerate(make_batches(regions, batch_size(request.batch_size, request.engine), bool(request.window))))
         if request.shard is not None:
@@ -289,7 +297,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
                 summaries = run_on_devices(request, devices, store, todo, len(regions), reporter, log)
             else:
                 computer = BatchComputer(genome, engine, loaded.model, target, request.method, device, dtype, store,
-                                         request.window, request.stride, request.batch_size)
+                                         request.window, request.stride, request.batch_size, options=options)
                 summaries = []
                 finished = skipped
                 for index, batch in todo:

@@ -26,6 +26,7 @@ from pgf.io.tracks import AttributionTrack, dataset_options
 from pgf.models.targets import Target
 from pgf.workflows.common import RegionSummary, peak_memory
 from pgf.workflows.methods import score_gradient
+from pgf.workflows.interpret import MethodOptions, compute_method
 from pgf.workflows.windows import window_spans
 
 AUTO_BATCH_POSITIONS = 2**18  # the pgf engine batches equal-length regions up to this many positions
@@ -105,6 +106,7 @@ class BatchComputer:
     window: int | None = None
     stride: int | None = None
     batch_limit: int | None = None  # --batch-size (windows per engine call with --window)
+    options: MethodOptions | None = None  # method settings (pgf.workflows.interpret); None: `method`'s defaults
 
     def run(self, index: int, regions: list[Region], progress) -> list[RegionSummary]:
         """Compute and durably store batch `index`; one summary per region."""
@@ -126,13 +128,10 @@ class BatchComputer:
     def _plain(self, index: int, regions: list[Region], progress):
         encoded = [encode(self.genome, region) for region in regions]
         inputs = torch.from_numpy(np.stack(encoded)).to(device=self.device, dtype=self.dtype)
-        result = self.engine.gradient(self.model, inputs, self.target.readout([r.start for r in regions]), progress)
-        gradients = result.gradient.detach().float().cpu().numpy()
-        tracks = []
-        for i, (region, onehot) in enumerate(zip(regions, encoded)):
-            scores = score_gradient(gradients[i], onehot, self.method)
-            tracks.append(AttributionTrack(region, onehot, gradients[i], scores.score, float(result.target_value[i]),
-                                           dict(scores.extras), scores.extra_attributes))
+        options = self.options or MethodOptions(self.method)
+        out = compute_method(self.engine, self.model, inputs, self.target, [r.start for r in regions], options, progress)
+        tracks = [AttributionTrack(region, onehot, out.gradient[i], out.score[i], out.target_value[i], out.extras[i],
+                                   out.extra_attributes[i]) for i, (region, onehot) in enumerate(zip(regions, encoded))]
         self.store.write_batch(index, tracks)
         return [(t.target_value, int(np.sum(t.onehot.sum(axis=1) == 0))) for t in tracks]
 

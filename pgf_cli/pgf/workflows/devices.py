@@ -25,6 +25,7 @@ from pgf.io.partial import PartialStore
 from pgf.io.regions import Region
 from pgf.workflows.batch import BatchComputer
 from pgf.workflows.common import RegionSummary, Reporter, resolve_dtype
+from pgf.workflows.interpret import effective_options, resolve_ism_region
 from pgf.workflows.kernels import use_kernels
 
 POLL_SECONDS = 0.5
@@ -92,8 +93,9 @@ def _worker(setup: WorkerSetup, worker: int, device_name: str, tasks, results) -
 
         engine = get_engine(request.engine, request.tile, offload=request.offload)
         store = PartialStore(setup.folder, setup.identity, setup.attributes, setup.token)
+        options = resolve_ism_region(effective_options(request.method, request.method_options), genome.chrom_sizes)
         computer = BatchComputer(genome, engine, loaded.model, target, request.method, device, dtype, store,
-                                 request.window, request.stride, request.batch_size)
+                                 request.window, request.stride, request.batch_size, options=options)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
         results.put(("dead", worker, f"{type(exc).__name__}: {exc}"))
         return

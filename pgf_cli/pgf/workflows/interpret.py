@@ -18,8 +18,8 @@ The numbers come from pgf.interpret, the same functions as the Python API (pgf.a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from pgf.errors import PgfUserError
 from pgf.interpret import DEFAULT_MAX_ISM_POSITIONS, expected_gradients, integrated_gradients, saturation_mutagenesis
 from pgf.interpret.common import fixed_readout
 from pgf.interpret.rc import rc_gradient
+from pgf.io.regions import parse_region
 from pgf.models.targets import Target
 from pgf.workflows.methods import METHODS, score_gradient
 
@@ -49,6 +50,7 @@ class MethodOptions:
     seed: int = 0
     quadrature: str = "gauss-legendre"
     ism_window: tuple[int, int] | None = None  # genome 0-based half-open; None: the whole region
+    ism_region: str | None = None  # --ism-window CHROM:START-END (1-based), resolved into ism_window
     ism_max_positions: int = DEFAULT_MAX_ISM_POSITIONS
     force_ism: bool = False
     rc_average: bool = False
@@ -64,6 +66,35 @@ class MethodOutput:
     score: list[np.ndarray]
     extras: list[dict[str, np.ndarray]] = field(default_factory=list)
     extra_attributes: list[dict[str, dict[str, object]]] = field(default_factory=list)
+
+
+def effective_options(method: str, options: MethodOptions | None) -> MethodOptions:
+    """`options` (or the defaults) for `method` (the request's --method wins)."""
+    return replace(options, method=method) if options is not None else MethodOptions(method)
+
+
+def needs_compute_method(options: MethodOptions) -> bool:
+    """True when the plain gradient-and-score path does not suffice."""
+    return options.method in INTERPRET_METHODS or options.rc_average
+
+
+def resolve_ism_region(options: MethodOptions, chrom_sizes: Mapping[str, int], chroms: Sequence[str] = ()) -> MethodOptions:
+    """--ism-window text -> genome 0-based half-open coordinates (checked against the FASTA and
+    the regions' sequences `chroms`; that it lies inside each region is checked per batch)."""
+    if options.ism_region is None:
+        return options
+    region = parse_region(options.ism_region, chrom_sizes)
+    others = sorted(set(chroms) - {region.chrom})
+    if others:
+        raise PgfUserError(f"--ism-window {options.ism_region} is on {region.chrom}; regions on {', '.join(others)} cannot hold it")
+    return replace(options, ism_window=(region.start, region.end))
+
+
+def identity(options: MethodOptions) -> str:
+    """The settings that change the numbers, as text (a resumed run must match them)."""
+    settings = asdict(options)
+    settings.pop("batch_rows", None)
+    return ",".join(f"{key}={value}" for key, value in sorted(settings.items()))
 
 
 def check_options(options: MethodOptions) -> None:
@@ -109,7 +140,8 @@ def compute_method(engine: Engine, model, inputs: torch.Tensor, target: Target, 
             out.target_value.append(float(result.target_value[i]))
             out.score.append(scores.score)
             out.extras.append(scores.extras)
-            out.extra_attributes.append({key: {**value, "rc_average": options.rc_average} for key, value in scores.extra_attributes.items()})
+            extra = {"rc_average": True} if options.rc_average else {}
+            out.extra_attributes.append({key: {**value, **extra} for key, value in scores.extra_attributes.items()})
         return out
     if options.method == "ism":
         return _ism(engine, model, inputs, target, starts, options, onehots, progress)
