@@ -98,3 +98,24 @@ def test_compute_method_equals_api():
     api_rc = pgf.gradients(model, x, target_window=(25, 35), region_starts=[0, 20], rc_average=True)
     np.testing.assert_allclose(plain.gradient[1], api_rc.gradient[1].numpy(), rtol=1e-6, atol=1e-9)
     assert "hypothetical" in plain.extras[1]
+
+
+def test_cli_attribute_methods_equal_api(fasta, tmp_path):
+    model = pgf.load_model("random-test", dtype=torch.float64)
+    x = torch.from_numpy(one_hot(SEQUENCE[10:50])).double()
+    common = ["attribute", fasta, "--region", "chr1:11-50", "--model", "random-test", "--dtype", "float64", "-q"]
+    ig_out, ism_out = tmp_path / "ig.h5", tmp_path / "ism.h5"
+    result = invoke(*common, "--method", "integrated-gradients", "--baseline", "shuffle", "--n-baselines", 2, "--steps", 8,
+                    "--seed", 3, "-o", ig_out)
+    assert result.exit_code == 0, result.output
+    result = invoke(*common, "--method", "ism", "--ism-window", "chr1:21-30", "--rc-average", "-o", ism_out)
+    assert result.exit_code == 0, result.output
+    ig = pgf.integrated_gradients(model, x, region_starts=[10], baseline="shuffle", n_baselines=2, steps=8, seed=3)
+    ism = pgf.ism(model, x, region_starts=[10], window=(10, 20), rc_average=True)
+    with h5py.File(ig_out) as h5:
+        np.testing.assert_allclose(h5["chr1:11-50"]["integrated_gradients"][:], ig.attributions[0].numpy(), rtol=1e-5, atol=1e-8)
+        assert h5["chr1:11-50"]["integrated_gradients"].attrs["completeness_error"] == pytest.approx(float(ig.completeness_error[0]))
+    with h5py.File(ism_out) as h5:
+        np.testing.assert_allclose(h5["chr1:11-50"]["ism"][:], ism.ism[0].numpy(), rtol=1e-5, atol=1e-8, equal_nan=True)
+    refused = invoke(*common, "--method", "ism", "--ism-max-positions", 10, "-o", tmp_path / "no.h5")
+    assert refused.exit_code == 2 and "limit" in refused.output

@@ -22,8 +22,16 @@ from pgf.cli.options import (
     ForceOption,
     Format,
     KernelsOption,
+    BaselineOption,
+    IsmMaxOption,
+    IsmWindowOption,
     Method,
     ModelOption,
+    NBaselinesOption,
+    RcAverageOption,
+    SamplesOption,
+    SeedOption,
+    StepsOption,
     QuietOption,
     TargetOption,
     VocabOption,
@@ -36,6 +44,7 @@ from pgf.models.registry import BUILTIN
 from pgf.workflows.attribute import AttributeRequest, run_attribute
 from pgf.workflows.check import CheckRequest, run_check
 from pgf.workflows.effect import EffectRequest, run_effect
+from pgf.workflows.interpret import DEFAULT_MAX_ISM_POSITIONS, MethodOptions
 from pgf.workflows.kernels import DEFAULT_KERNELS
 from pgf.workflows.methods import DEFAULT_METHOD
 
@@ -74,6 +83,8 @@ METHOD_HELP = (
     "Per-base score from the gradient g: 'gradient' = L2 norm of g over the 4 bases; "
     "'input-x-gradient' = g at the observed base; 'hypothetical' = g minus its mean over bases, "
     "at the observed base; 'taylor-ism' = mean |g(alt) - g(ref)| over the 3 alternatives (all 3 stored in .h5). "
+    "'integrated-gradients' / 'expected-gradients': the attribution summed over bases (datasets of the same name); "
+    "'ism': exact f(mutant) - f(ref) at every alternative (dataset ism), score = -(sum over alternatives)/4. "
     "N/IUPAC positions get no score."
 )
 
@@ -100,6 +111,14 @@ def attribute(
     ] = None,
     vocab: VocabOption = None,
     method: Annotated[Method, typer.Option("--method", help=METHOD_HELP)] = DEFAULT_METHOD,
+    baseline: BaselineOption = None,
+    steps: StepsOption = 32,
+    n_baselines: NBaselinesOption = 1,
+    samples: SamplesOption = 32,
+    seed: SeedOption = 0,
+    ism_window: IsmWindowOption = None,
+    ism_max_positions: IsmMaxOption = DEFAULT_MAX_ISM_POSITIONS,
+    rc_average: RcAverageOption = False,
     engine: Annotated[
         EngineName,
         typer.Option(
@@ -176,6 +195,10 @@ def attribute(
         target_window=target_window,
         vocab=vocab,
         method=method.value,
+        method_options=MethodOptions(
+            method.value, baseline=baseline.value if baseline is not None else None, steps=steps, n_baselines=n_baselines,
+            samples=samples, seed=seed, ism_region=ism_window, ism_max_positions=ism_max_positions, rc_average=rc_average,
+        ),
         engine=engine.value,
         device=device.value,
         tile=tile,

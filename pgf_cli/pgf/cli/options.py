@@ -17,7 +17,7 @@ from pgf.io.writers import FORMATS
 from pgf.models.targets import TARGET_HELP
 from pgf.workflows.common import DTYPES
 from pgf.workflows.kernels import KERNELS_HELP
-from pgf.workflows.methods import METHODS
+from pgf.workflows.interpret import ALL_METHODS
 from pgf_kernels import BACKENDS
 
 
@@ -26,7 +26,8 @@ def _choices(name: str, values) -> type[Enum]:
     return Enum(name, {value: value for value in values}, type=str)
 
 
-Method = _choices("Method", METHODS)
+Method = _choices("Method", ALL_METHODS)
+Baseline = _choices("Baseline", ("zeros", "uniform", "shuffle"))
 EngineName = _choices("EngineName", ENGINES)
 Device = _choices("Device", ("auto", "cpu", "cuda"))
 Format = _choices("Format", FORMATS)
@@ -65,3 +66,26 @@ ForceOption = Annotated[
     bool, typer.Option("--force", "-f", help="Overwrite existing outputs (pgf attribute: also discard a partial output OUT.partial).")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary lines.")]
+
+# pgf attribute's interpretation settings (pgf.workflows.interpret.MethodOptions)
+BaselineOption = Annotated[
+    Optional[Baseline],
+    typer.Option("--baseline", help="integrated/expected-gradients baselines: zeros, uniform (0.25 per base) or shuffle "
+                 "(dinucleotide shuffles of the sequence). Default: zeros for integrated-gradients, shuffle for expected-gradients."),
+]
+StepsOption = Annotated[int, typer.Option("--steps", min=1, metavar="M", help="integrated-gradients: Gauss-Legendre nodes on each path.")]
+NBaselinesOption = Annotated[int, typer.Option("--n-baselines", min=1, metavar="K", help="integrated-gradients: baselines averaged.")]
+SamplesOption = Annotated[int, typer.Option("--samples", min=1, metavar="S", help="expected-gradients: random (baseline, alpha) points.")]
+SeedOption = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the shuffles and of expected-gradients' draws.")]
+IsmWindowOption = Annotated[
+    Optional[str],
+    typer.Option("--ism-window", metavar="REGION", help="ism: positions mutated, CHROM:START-END (1-based, inside every region; "
+                 "default: the whole region)."),
+]
+IsmMaxOption = Annotated[
+    int, typer.Option("--ism-max-positions", min=1, metavar="N", help="ism: refuse windows longer than N positions (3 forward sweeps each).")
+]
+RcAverageOption = Annotated[
+    bool, typer.Option("--rc-average", help="Average with the reverse-complement strand (target mirrored), mapped back; "
+                       "redundant for RC-equivariant models (Caduceus ps).")
+]
