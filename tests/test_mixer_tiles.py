@@ -26,12 +26,12 @@ def test_tiles_equal_whole_sequence_fp32(bimamba, L, tile):
     with torch.no_grad():
         forward_whole = bimamba.mamba_fwd(hidden)
         reverse_whole = bimamba.mamba_rev(hidden.flip(1)).flip(1)
-        forward_tiled = forward_tiled(bimamba.mamba_fwd, hidden, tile)
+        forward_in_tiles = forward_tiled(bimamba.mamba_fwd, hidden, tile)
         reverse_tiled = forward_tiled(bimamba.mamba_rev, hidden.flip(1), tile).flip(1)
         both_tiled = bimamba_tiled(bimamba, hidden, tile)
     scale = forward_whole.abs().max()
     assert scale > 1e-2
-    assert (forward_tiled - forward_whole).abs().max() <= 1e-6 * max(1.0, float(scale))
+    assert (forward_in_tiles - forward_whole).abs().max() <= 1e-6 * max(1.0, float(scale))
     assert (reverse_tiled - reverse_whole).abs().max() <= 1e-6 * max(1.0, float(reverse_whole.abs().max()))
     torch.testing.assert_close(both_tiled, whole(bimamba, hidden), rtol=1e-6, atol=1e-6)
 

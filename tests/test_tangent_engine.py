@@ -38,12 +38,18 @@ def test_tangent_equals_jvp_fp64(kind, L, tile):
 
 @pytest.mark.parametrize("kind", ["track-bi", "caduceus-ps", "hf-mamba"])
 def test_tangent_fp32(kind):
+    """In float32 the tiled tangent (compiled kernels) is as accurate as whole-sequence jvp
+    (reference kernels): both measured against the float64 result."""
+    x, V = onehot(500, dtype=torch.float64), directions(1, 500, torch.float64)
+    model64 = build(kind).double()
+    output64, _, _ = output_function(model64)
+    _, truth = reference_jvp(model64, x, V[0], output64)
     model = build(kind).float()
     output, _, _ = output_function(model)
-    x, V = onehot(500, dtype=torch.float32), directions(1, 500, torch.float32)
-    _, tangent = PgfEngine(tile=64).tangent(model, x, V, output)
-    _, expected = reference_jvp(model, x, V[0], output)
-    assert relative(tangent[0], expected) <= 1e-5
+    _, tangent = PgfEngine(tile=64).tangent(model, x.float(), V.float(), output)
+    _, whole = reference_jvp(model, x.float(), V[0].float(), output)
+    error, whole_error = relative(tangent[0].double(), truth), relative(whole.double(), truth)
+    assert error <= 2 * whole_error + 1e-6 and error <= 1e-3, (error, whole_error)
 
 
 def test_batched_tangents_equal_one_at_a_time():
