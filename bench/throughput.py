@@ -1,13 +1,22 @@
-"""Throughput of every engine on this machine, reference vs compiled CPU kernels, side by side (issue #20).
+"""Throughput of every engine on this machine (CPU or one CUDA GPU), kernel backends side by side (issues #20, #21).
 
 One run measures, for each model x length x engine x kernels backend, the wall time of one
-call, bp/s and the peak resident memory of a fresh child process (multiprocessing "spawn";
-VmHWM from /proc/self/status read in the child after the case, `ru_maxrss` elsewhere; the child
-first warms up on 512 bp so compile/cache loading is not timed but is in the peak), and
-calibrates the machine in the same run:
+call, bp/s and the peak memory of a fresh child process (multiprocessing "spawn"; the child
+first warms up on 512 bp so compile/cache loading is not timed). Records' "peak_kind" says
+which peak: "rss" on CPU (VmHWM from /proc/self/status read in the child after the case,
+`ru_maxrss` elsewhere; includes the warm-up), "cuda_allocated" with --device cuda
+(torch.cuda.max_memory_allocated() after reset_peak_memory_stats() between the warm-up and
+the case: the model's weights plus the case's own tensors; host memory not counted). On CUDA
+the model and the inputs live on the GPU and the timed call is bracketed by
+torch.cuda.synchronize(). Every record has "precision": the dtype that ran ("fp32": models,
+inputs and scans are fp32 throughout). The run calibrates the machine it runs on:
 
-  matmul  FLOP/s of a 2048 x 2048 x 2048 fp32 matmul (best of 5),
-  copy    bytes/s of copying a 256 MiB fp32 tensor (read + write counted: 2 x 256 MiB; best of 5).
+  CPU   matmul  FLOP/s of a 2048 x 2048 x 2048 fp32 matmul (best of 5),
+        copy    bytes/s of copying a 256 MiB fp32 tensor (read + write counted: 2 x 256 MiB; best of 5);
+  CUDA  matmul  FLOP/s of an 8192 x 8192 x 8192 fp32 matmul (TF32 as torch's default, recorded; best of 5,
+                synchronized),
+        copy    bytes/s of a device-to-device copy_ of a 1 GiB fp32 tensor (read + write counted:
+                2 x 1 GiB; best of 5, synchronized).
 
 Engines (records' "engine"):
   forward    pgf forward sweep, no grad                 (get_engine("pgf").forward)
@@ -15,7 +24,7 @@ Engines (records' "engine"):
   tangent1   pgf tangent sweep, 1 direction             (get_engine("pgf").tangent)
   tangent16  pgf tangent sweep, 16 directions
   autograd   plain autograd over the whole sequence     (get_engine("autograd").gradient), only where the
-             memory estimate below fits in half the machine's memory
+             memory estimate below fits in half the machine's memory (half the GPU's memory with CUDA)
   batch      pgf gradient of 100 x 2,048-bp regions in one batch
   paper      the paper's setup (bench/impulse_paper.py, "gentle" weights): one Mamba layer, d_model 128,
              E 256, N 16, an impulse tangent; "variant" paper-loop (its tile-64 log-space JVP, which
@@ -23,8 +32,10 @@ Engines (records' "engine"):
              MambaMixer.forward_tile, tile 2048, with each kernels backend)
 
 Models: "builtin" (pgf.models.registry.load_model("builtin"): TrackSSM d_model 32, 3 bidirectional
-layers, E 64, N 8, d_conv 8) and "caduceus-ps" (random CaduceusLM d_model 128, 4 layers, rcps, N 16,
-weights livened as tests/helpers.py does).
+layers, E 64, N 8, d_conv 8) and "caduceus-ps" (random CaduceusLM, rcps, bidirectional, N 16,
+weights livened as tests/helpers.py does), in one of two sizes (--caduceus-config; recorded in
+the environment): "small" d_model 128, 4 layers (the CPU default) and "large" d_model 256,
+16 layers (Caduceus-ps-sized, as bench/model_gradient_memory.py; the CUDA default).
 
 How FLOPs and bytes per position are counted (`cost_per_position`): for every Mamba mixer call
 (a bidirectional layer has 2; rcps doubles them again: each strand half is a full mixer) with
@@ -34,7 +45,9 @@ d_model D, inner width E, dt rank R, state N, conv width K:
          + 6 E N                                        scan: decay*h + u*B, C.h (exp not counted: E N exps)
   bytes  = 4 x 2 x (D + 2E + E + (R + 2N) + E + E + D)  each fp32 activation written once and read once:
            layer input, in_proj out, conv out, x_proj out, delta, scan out, mixer out
-plus the embedding/head (negligible, not counted). Per engine: forward = 1 x that, gradient = 3 x
+plus the embedding/head (negligible, not counted). The same count on CPU and CUDA (the bytes are
+those a fused implementation must move at least; the reference scan's materialised (L, E, N)
+states are not counted). Per engine: forward = 1 x that, gradient = 3 x
 (a forward and a backward that costs two), tangent with k directions = (1 + k) x (each direction
 pushes through the same linear maps; the primal once), batch = gradient, autograd = gradient. The
 "fraction" fields are (that work / the calibrated rate) / measured seconds, for FLOPs and for
@@ -42,10 +55,19 @@ bytes separately: how close the engine runs to each limit of this machine.
 
     python -m bench.throughput [--lengths 32768,131072] [--caduceus-lengths 32768]
                                [--kernels reference,cpu] [--case-timeout 300] [--out FILE]
+    python -m bench.throughput --device cuda [--caduceus-config large] [--long] [--budget SECONDS]
 
-Writes the raw JSON (one object: environment, calibration, records) to
-bench/results/cpu-2core-throughput.json (and --out). Cases past --case-timeout are recorded as
-timed out. Machine noise: every ratio should be read between records of the same run.
+Defaults by device: CPU lengths 32768,131072 (builtin), 32768 (caduceus-ps, small), paper 32768,
+kernels reference,cpu; CUDA lengths 131072 for both models (caduceus-ps large; --long adds a
+1,048,576-bp caduceus-ps gradient), no paper cases, kernels reference,triton. With CUDA the
+caduceus-ps cases run first. --budget stops starting cases once that many seconds have passed
+(the rest are recorded as skipped) and cuts the case in flight at the budget.
+
+Writes the raw JSON (one object: environment, calibration, records, total_seconds) to
+bench/results/cpu-2core-throughput.json on CPU, bench/results/<device-slug>-throughput.json on
+CUDA (e.g. nvidia-h200-throughput.json), and to --out; --out is rewritten after every record, so
+a run cut short leaves its records there (without "total_seconds"). Cases past --case-timeout are
+recorded as timed out. Machine noise: every ratio should be read between records of the same run.
 """
 
 from __future__ import annotations
@@ -64,13 +86,32 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu-2core-throughput.json"
 BATCH_REGIONS, BATCH_LENGTH = 100, 2048
 WARMUP_LENGTH = 512
+LONG_LENGTH = 1048576
+PRECISION = "fp32"  # what runs: fp32 models, inputs and scans (no precision option yet)
+CADUCEUS_CONFIGS = {"small": {"d_model": 128, "n_layer": 4}, "large": {"d_model": 256, "n_layer": 16}}
+DEVICE_DEFAULTS = {  # option: (cpu, cuda)
+    "lengths": ("32768,131072", "131072"),
+    "caduceus_lengths": ("32768", "131072"),
+    "paper_lengths": ("32768", ""),
+    "kernels": ("reference,cpu", "reference,triton"),
+    "caduceus_config": ("small", "large"),
+}
+
+
+def results_path(device: str, device_name: str) -> Path:
+    """The default output file: cpu-2core-throughput.json on CPU, <device-slug>-throughput.json on CUDA."""
+    if device == "cpu":
+        return RESULTS
+    from bench.results_io import slug
+
+    return RESULTS.parent / f"{slug(device_name)}-throughput.json"
 
 
 # ------------------------------------------------------------------------------------------------
 # models and costs
 
 
-def build_model(name: str):
+def build_model(name: str, caduceus_config: str = "small"):
     import torch
 
     if name == "builtin":
@@ -81,8 +122,9 @@ def build_model(name: str):
         from pgf.models.caduceus import CaduceusConfig, CaduceusLM
 
         torch.manual_seed(0)
-        model = CaduceusLM(CaduceusConfig(d_model=128, n_layer=4, ssm_cfg={"d_state": 16}, rcps=True,
-                                          complement_map={7: 10, 8: 9, 9: 8, 10: 7}))
+        size = CADUCEUS_CONFIGS[caduceus_config]
+        model = CaduceusLM(CaduceusConfig(d_model=size["d_model"], n_layer=size["n_layer"], ssm_cfg={"d_state": 16},
+                                          rcps=True, bidirectional=True, complement_map={7: 10, 8: 9, 9: 8, 10: 7}))
         with torch.no_grad():  # as tests/helpers.py liven(): scans with real memory
             for pname, parameter in model.named_parameters():
                 if pname.endswith("dt_proj.bias"):
@@ -134,6 +176,15 @@ def machine_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def device_memory(device: str) -> int:
+    """The memory the autograd estimate is compared with: the machine's, or the GPU's."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_properties(0).total_memory
+    return machine_memory()
+
+
 # ------------------------------------------------------------------------------------------------
 # cases (each runs in a fresh child process)
 
@@ -144,22 +195,22 @@ def readout(outputs, onehot, offset):
     return out.sum(-1) if out.dim() == 3 else out
 
 
-def random_onehot(batch: int, length: int, seed: int = 0):
+def random_onehot(batch: int, length: int, seed: int = 0, device: str = "cpu"):
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length), generator=g), 4).float()
+    return torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length), generator=g), 4).float().to(device)
 
 
-def run_engine(name: str, engine: str, model, length: int):
+def run_engine(name: str, engine: str, model, length: int, device: str = "cpu"):
     import torch
 
     from pgf.engine.registry import get_engine
 
     if engine == "batch":
-        onehot = random_onehot(BATCH_REGIONS, BATCH_LENGTH)
+        onehot = random_onehot(BATCH_REGIONS, BATCH_LENGTH, device=device)
     else:
-        onehot = random_onehot(1, length)
+        onehot = random_onehot(1, length, device=device)
     if engine == "forward":
         with torch.no_grad():
             return get_engine("pgf").forward(model, onehot, readout)
@@ -170,29 +221,29 @@ def run_engine(name: str, engine: str, model, length: int):
     if engine.startswith("tangent"):
         k = int(engine[len("tangent"):])
         g = torch.Generator().manual_seed(1)
-        directions = torch.randn(k, 1, length, 4, generator=g)
+        directions = torch.randn(k, 1, length, 4, generator=g).to(device)
         with torch.no_grad():
             return get_engine("pgf").tangent(model, onehot, directions, readout)
     raise ValueError(engine)
 
 
-def run_paper(variant: str, length: int, tile: int = 2048):
+def run_paper(variant: str, length: int, tile: int = 2048, device: str = "cpu"):
     import torch
     from torch.func import jvp, vmap
 
     from bench.impulse_paper import D_MODEL, build_layer
     from bench.impulse_paper import run_paper as paper_loop
 
-    mixer = build_layer("gentle")
+    mixer = build_layer("gentle").to(device)
     g = torch.Generator().manual_seed(1)
-    u = torch.randn(1, length, D_MODEL, generator=g)
+    u = torch.randn(1, length, D_MODEL, generator=g).to(device)
     u_dot = torch.zeros_like(u)
     u_dot[0, int(0.8 * length), 0] = 1.0
     with torch.no_grad():
         if variant == "paper-loop":
             return paper_loop(mixer, u, u_dot)
         state = tuple(mixer.zero_state(1, u))
-        state_dot = tuple(torch.zeros(1, *s.shape) for s in state)
+        state_dot = tuple(torch.zeros(1, *s.shape, device=s.device) for s in state)
         outs = []
         for s in range(0, length, tile):
             e = min(s + tile, length)
@@ -209,25 +260,33 @@ def child(spec: dict) -> dict:
 
     from pgf_kernels import kernel_backend
 
+    spec = dict(spec)
+    device = spec.pop("device", "cpu")
+    caduceus_config = spec.pop("caduceus_config", "small")
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.manual_seed(0)
     record = dict(spec)
     with kernel_backend(spec["kernels"] if spec["kernels"] != "none" else "auto"):
         if spec["engine"] == "paper":
-            run_paper(spec["variant"], WARMUP_LENGTH)
-            began = time.perf_counter()
-            run_paper(spec["variant"], spec["length"])
+            run_paper(spec["variant"], WARMUP_LENGTH, device=device)
+            case = lambda: run_paper(spec["variant"], spec["length"], device=device)  # noqa: E731
         else:
-            model = build_model(spec["model"])
-            if spec["engine"] == "batch":
-                run_engine(spec["model"], "gradient", model, WARMUP_LENGTH)
-            else:
-                run_engine(spec["model"], spec["engine"], model, WARMUP_LENGTH)
-            began = time.perf_counter()
-            run_engine(spec["model"], spec["engine"], model, spec["length"])
-    seconds = time.perf_counter() - began
+            model = build_model(spec["model"], caduceus_config).to(device)
+            warmup = "gradient" if spec["engine"] == "batch" else spec["engine"]
+            run_engine(spec["model"], warmup, model, WARMUP_LENGTH, device)
+            case = lambda: run_engine(spec["model"], spec["engine"], model, spec["length"], device)  # noqa: E731
+        sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        began = time.perf_counter()
+        case()
+        sync()
+        seconds = time.perf_counter() - began
     bp = BATCH_REGIONS * BATCH_LENGTH if spec["engine"] == "batch" else spec["length"]
     record.update(seconds=round(seconds, 4), bp=bp, bp_per_s=round(bp / seconds, 1),
-                  peak_bytes=peak_rss())
+                  peak_bytes=torch.cuda.max_memory_allocated() if cuda else peak_rss(),
+                  peak_kind="cuda_allocated" if cuda else "rss")
     return record
 
 
@@ -244,11 +303,16 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def public(spec: dict) -> dict:
+    """The spec as recorded: device and model size are in the environment, not in each record."""
+    return {k: v for k, v in spec.items() if k not in ("device", "caduceus_config")}
+
+
 def _child_entry(spec, queue):
     try:
         queue.put(child(spec))
     except BaseException as error:  # reported, not raised: the run goes on
-        queue.put({**spec, "failed": f"{type(error).__name__}: {error}"[:500]})
+        queue.put({**public(spec), "failed": f"{type(error).__name__}: {error}"[:500]})
 
 
 def run_case(spec: dict, timeout: float) -> dict:
@@ -260,7 +324,7 @@ def run_case(spec: dict, timeout: float) -> dict:
         result = queue.get(timeout=timeout)
     except Exception:
         process.kill()
-        result = {**spec, "timed_out_after_s": timeout}
+        result = {**public(spec), "timed_out_after_s": round(timeout, 1)}
     process.join(timeout=30)
     return result
 
@@ -269,7 +333,9 @@ def run_case(spec: dict, timeout: float) -> dict:
 # calibration
 
 
-def calibrate() -> dict:
+def calibrate(device: str = "cpu") -> dict:
+    if device == "cuda":
+        return calibrate_cuda()
     import torch
 
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -292,45 +358,113 @@ def calibrate() -> dict:
             "how": "2048^3 fp32 matmul, best of 5; 256 MiB fp32 copy_ counting read+write, best of 5"}
 
 
+def calibrate_cuda() -> dict:
+    """The GPU's fp32 matmul FLOP/s and device-to-device copy bytes/s, synchronized, best of 5."""
+    import torch
+
+    def best_of(fn, repeats=5):
+        fn()
+        torch.cuda.synchronize()
+        best = math.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    n = 8192
+    a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+    flops = 2 * n**3 / best_of(lambda: a @ b)
+    del a, b
+    src = torch.randn(256 * 2**20, device="cuda")  # 1 GiB
+    dst = torch.empty_like(src)
+    copy_bytes = 2 * src.numel() * 4 / best_of(lambda: dst.copy_(src))
+    del src, dst
+    torch.cuda.empty_cache()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    return {"matmul_flop_per_s": round(flops), "copy_bytes_per_s": round(copy_bytes),
+            "how": f"{n}^3 fp32 matmul on the GPU (allow_tf32={tf32}), best of 5; 1 GiB fp32 device-to-device "
+                   "copy_ counting read+write, best of 5; torch.cuda.synchronize() around each"}
+
+
 # ------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", default="32768,131072", help="builtin-model lengths (bp)")
-    parser.add_argument("--caduceus-lengths", default="32768", help="caduceus-ps lengths (bp); empty: skip")
-    parser.add_argument("--paper-lengths", default="32768", help="paper-setup lengths; empty: skip")
-    parser.add_argument("--kernels", default="reference,cpu")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where models, inputs and calibration run (cuda: one GPU, fp32)")
+    parser.add_argument("--lengths", help="builtin-model lengths (bp); empty: skip (default 32768,131072; cuda 131072)")
+    parser.add_argument("--caduceus-lengths", help="caduceus-ps lengths (bp); empty: skip (default 32768; cuda 131072)")
+    parser.add_argument("--caduceus-config", choices=tuple(CADUCEUS_CONFIGS),
+                        help="small: d_model 128, 4 layers (cpu default); large: d_model 256, 16 layers (cuda default)")
+    parser.add_argument("--long", action="store_true", help=f"add a {LONG_LENGTH:,}-bp caduceus-ps gradient (meant for a GPU)")
+    parser.add_argument("--paper-lengths", help="paper-setup lengths; empty: skip (default 32768; cuda none)")
+    parser.add_argument("--kernels", help="kernel backends, first = baseline (default reference,cpu; cuda reference,triton)")
     parser.add_argument("--engines", default="forward,gradient,tangent1,tangent16,autograd,batch")
     parser.add_argument("--case-timeout", type=float, default=300.0)
-    parser.add_argument("--out")
+    parser.add_argument("--budget", type=float, help="seconds for the whole run: later cases are skipped, the case in flight cut")
+    parser.add_argument("--out", help="also write the JSON here (rewritten after every record)")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = parser.parse_args()
+    column = 1 if args.device == "cuda" else 0
+    for option, values in DEVICE_DEFAULTS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, values[column])
 
     import torch
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench.throughput: error: --device cuda needs a CUDA GPU, and torch.cuda.is_available() is False "
+              f"here (torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu", file=sys.stderr)
+        sys.exit(2)
+
     import pgf
+    from bench.results_io import git_commit
 
     began = time.perf_counter()
     kernels = args.kernels.split(",")
     engines = args.engines.split(",")
     lengths = {"builtin": [int(v) for v in args.lengths.split(",") if v],
                "caduceus-ps": [int(v) for v in args.caduceus_lengths.split(",") if v]}
+    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
+                   else f"cpu ({platform.processor() or platform.machine()})")
     environment = {"pgf": pgf.__version__, "torch": torch.__version__, "python": platform.python_version(),
                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                    "machine_memory_bytes": machine_memory(), "platform": platform.platform(),
+                   "device": args.device, "device_name": device_name, "precision": PRECISION,
+                   "caduceus_config": {"name": args.caduceus_config, **CADUCEUS_CONFIGS[args.caduceus_config],
+                                       "d_state": 16, "rcps": True, "bidirectional": True},
+                   "git_commit": git_commit(),
                    "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    if args.device == "cuda":
+        environment["cuda"] = torch.version.cuda
+        environment["gpu_memory_bytes"] = device_memory("cuda")
+        try:
+            import triton
+
+            environment["triton"] = triton.__version__
+        except ImportError:
+            environment["triton"] = None
     try:
         import numba
 
         environment["numba"] = numba.__version__
     except ImportError:
         pass
-    calibration = calibrate()
+    calibration = calibrate(args.device)
     print(json.dumps(calibration), flush=True)
     records = []
 
+    def payload(done: bool) -> str:
+        result = {"environment": environment, "calibration": calibration, "records": records}
+        if done:
+            result["total_seconds"] = round(time.perf_counter() - began, 1)
+        return json.dumps(result, indent=1)
+
     def add(record, cost=None, work=None):
+        record["precision"] = PRECISION
         if cost and "seconds" in record:
             scale = work * record["bp"]
             record["flops_per_bp"] = cost["flops"] * work
@@ -339,11 +473,24 @@ def main() -> None:
             record["bandwidth_fraction"] = round(scale * cost["bytes"] / calibration["copy_bytes_per_s"] / record["seconds"], 4)
         records.append(record)
         print(json.dumps(record), flush=True)
+        if args.out:
+            Path(args.out).write_text(payload(False) + "\n")
 
-    for name in ("builtin", "caduceus-ps"):
+    def case(spec: dict) -> dict:
+        """Run one case within --case-timeout and what is left of --budget."""
+        timeout = args.case_timeout
+        if args.budget is not None:
+            left = args.budget - (time.perf_counter() - began)
+            if left < 5:
+                return {**spec, "skipped": f"--budget {args.budget:g} s spent"}
+            timeout = min(timeout, left)
+        return run_case({**spec, "device": args.device, "caduceus_config": args.caduceus_config}, timeout)
+
+    names = ("caduceus-ps", "builtin") if args.device == "cuda" else ("builtin", "caduceus-ps")
+    for name in names:
         if not lengths[name]:
             continue
-        model = build_model(name)
+        model = build_model(name, args.caduceus_config)
         cost = cost_per_position(name, model)
         for length in lengths[name]:
             for engine in engines:
@@ -354,16 +501,21 @@ def main() -> None:
                             "engine": engine, "kernels": backend}
                     if engine == "autograd":
                         need = autograd_bytes_estimate(name, model, length, backend)
-                        if need > machine_memory() // 2:
-                            add({**spec, "skipped": f"autograd estimate {need / 2**30:.1f} GiB > half the machine's memory"})
+                        if need > device_memory(args.device) // 2:
+                            where = "the GPU's" if args.device == "cuda" else "the machine's"
+                            add({**spec, "skipped": f"autograd estimate {need / 2**30:.1f} GiB > half {where} memory"})
                             continue
-                    add(run_case(spec, args.case_timeout), cost, ENGINE_WORK[engine])
+                    add(case(spec), cost, ENGINE_WORK[engine])
+        if name == "caduceus-ps" and args.long and "gradient" in engines:
+            for backend in kernels[-1:]:  # the last (compiled) backend only: the reference takes far longer
+                add(case({"model": name, "length": LONG_LENGTH, "engine": "gradient", "kernels": backend}),
+                    cost, ENGINE_WORK["gradient"])
     for length in [int(v) for v in args.paper_lengths.split(",") if v]:
-        add(run_case({"model": "paper-layer", "length": length, "engine": "paper", "variant": "paper-loop",
-                      "kernels": "none"}, args.case_timeout))
+        add(case({"model": "paper-layer", "length": length, "engine": "paper", "variant": "paper-loop",
+                  "kernels": "none"}))
         for backend in kernels:
-            add(run_case({"model": "paper-layer", "length": length, "engine": "paper", "variant": "pgf",
-                          "kernels": backend}, args.case_timeout))
+            add(case({"model": "paper-layer", "length": length, "engine": "paper", "variant": "pgf",
+                      "kernels": backend}))
 
     # side by side: each case's speedup of the last kernels backend over the first
     if len(kernels) > 1:
@@ -373,15 +525,16 @@ def main() -> None:
                 base = index.get((r["model"], r["length"], r["engine"], r.get("variant"), kernels[0]))
                 if base and "seconds" in base:
                     r[f"speedup_over_{kernels[0]}"] = round(base["seconds"] / r["seconds"], 2)
-    result = {"environment": environment, "calibration": calibration, "records": records,
-              "total_seconds": round(time.perf_counter() - began, 1)}
-    text = json.dumps(result, indent=1)
+    text = payload(True)
+    total = json.loads(text)["total_seconds"]
     if not args.no_save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text + "\n")
+        path = results_path(args.device, device_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+        print(f"wrote {path}", flush=True)
     if args.out:
         Path(args.out).write_text(text + "\n")
-    print(f"total {result['total_seconds']} s", flush=True)
+    print(f"total {total} s", flush=True)
 
 
 if __name__ == "__main__":
