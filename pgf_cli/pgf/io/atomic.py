@@ -61,3 +61,26 @@ class AtomicOutput:
         if not self.done:
             self.temp_path.unlink(missing_ok=True)
             self.done = True
+
+
+class CommitOrAbort:
+    """An output as a context: `commit()` when the block succeeds, `abort()` when it (or the commit) fails."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()

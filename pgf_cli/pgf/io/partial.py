@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from pgf.errors import OutputError
+from pgf.io.atomic import CommitOrAbort
 from pgf.io.regions import Region
 from pgf.io.tracks import AttributionTrack, dataset_options, region_group_name, write_track_group
 
@@ -180,7 +181,7 @@ class PartialStore:
         return BatchFile(final, temporary)
 
 
-class BatchFile:
+class BatchFile(CommitOrAbort):
     """One batch file under its temporary name; renamed into place by a successful `with`."""
 
     def __init__(self, final: Path, temporary: Path):
@@ -215,18 +216,6 @@ class BatchFile:
             pass
         self.temporary.unlink(missing_ok=True)
 
-    def __enter__(self) -> "BatchFile":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                self.commit()
-            except BaseException:
-                self.abort()
-                raise
-        else:
-            self.abort()
 
 
 class RegionStream:

@@ -19,7 +19,7 @@ import numpy as np
 import pyBigWig
 
 from pgf.errors import OutputError
-from pgf.io.atomic import AtomicOutput
+from pgf.io.atomic import AtomicOutput, CommitOrAbort
 from pgf.io.regions import Region, find_overlap
 from pgf.io.tracks import AttributionTrack, RunMetadata, region_group_name, stream_value_runs, write_track_group
 
@@ -88,7 +88,7 @@ class TrackLabel(NamedTuple):
     description: str
 
 
-class TrackWriter(ABC):
+class TrackWriter(CommitOrAbort, ABC):
     """Collects per-region tracks and writes one output file atomically."""
 
     def __init__(
@@ -127,18 +127,6 @@ class TrackWriter(ABC):
         finally:
             self.output.abort()
 
-    def __enter__(self) -> "TrackWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                self.commit()
-            except BaseException:
-                self.abort()
-                raise
-        else:
-            self.abort()
 
 
 class HDF5Writer(TrackWriter):
