@@ -6,6 +6,8 @@ On a machine with CUDA every test runs the compiled kernels on the GPU (`pytest
 tests/test_kernels_triton.py`); without it they run in Triton's interpreter on CPU
 (conftest.py sets TRITON_INTERPRET=1), which is slow, hence the small channel counts.
 Every buffer the launchers allocate is filled with NaN first, so a missed write fails.
+Interpreted, the file takes over a minute: it is `slow` on CPU (`pytest -m "not slow"` skips it
+there; CI runs it).
 """
 
 import pytest
@@ -29,6 +31,8 @@ from pgf_kernels import (  # noqa: E402
     triton_scan,
     triton_unavailable_reason,
 )
+
+pytestmark = [] if torch.cuda.is_available() else [pytest.mark.slow]
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 RUNNABLE = DEVICE.type == "cuda" or triton_scan.interpreted()
