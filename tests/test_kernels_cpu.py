@@ -265,3 +265,27 @@ def test_the_model_runs_the_cpu_kernels_and_agrees_with_the_reference():
         out = total(model(seq))
         (g,) = torch.autograd.grad(out.sum(), seq)
     assert rel(out, ref) <= 1e-10 and rel(g, g_ref) <= 1e-10
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_a_kernel(monkeypatch):
+    """A full disk or read-only cache folder: numba's cache save raises OSError after compiling;
+    the kernel still runs, once, with the right result."""
+    import errno
+
+    import numba
+    import numpy as np
+
+    @numba.njit(cache=True)
+    def add_one(values):
+        for i in range(values.shape[0]):
+            values[i] += 1.0
+
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(add_one._cache, "save_overload", no_space)
+    values = np.zeros(3)
+    with pytest.raises(OSError):
+        add_one(np.zeros(3, dtype=np.float32))  # what a plain call does
+    cpu_scan.run_compiled(add_one, values)
+    assert values.tolist() == [1.0, 1.0, 1.0]

@@ -339,6 +339,16 @@ def _block(b: int, E: int) -> int:
     return block
 
 
+def run_compiled(kernel, *args) -> None:
+    """Call a numba kernel; when its on-disk cache cannot be written (a full disk, a read-only
+    cache folder) the kernel, already compiled in memory by then, runs without the cache."""
+    try:
+        kernel(*args)
+    except OSError:
+        kernel._cache.disable()  # numba's per-function disk cache; compiling never needs it
+        kernel(*args)
+
+
 def default_chunk() -> int:
     return DEFAULT_CHUNK
 
@@ -362,7 +372,8 @@ def scan_forward(x, delta, A, B, C, D=None, z=None, h0=None, chunk: int | None =
     Dn, has_D = _np(D, work, 1)
     zn, has_z = _np(z, work, 3)
     h0n, has_h0 = _np(h0, work, 3)
-    _forward_kernel(
+    run_compiled(
+        _forward_kernel,
         *(a for a, _ in arrays), Dn, has_D, zn, has_z, h0n, has_h0,
         y.numpy(), h_last.numpy(), starts.numpy(), chunk, _block(b, E), *_consts(work),
     )
@@ -394,7 +405,8 @@ def scan_backward(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk: int | Non
     zn, has_z = _np(z, work, 3)
     dyn = _np(dy if dy is not None else torch.zeros(b, L, E), work, 3)[0]
     dhn, has_dh = _np(dh_last, work, 3)
-    _backward_kernel(
+    run_compiled(
+        _backward_kernel,
         *arrays, Dn, has_D, zn, has_z, _np(starts, work, 4)[0], dyn, dhn, has_dh, chunk, block,
         dx.numpy(), ddt.numpy(), dB_part.numpy(), dC_part.numpy(),
         dz.numpy() if dz is not None else np.zeros((0, 0, 0), dtype=dx.numpy().dtype),
@@ -447,7 +459,8 @@ def scan_tangent(x, delta, A, B, C, D, z, h0, tangents, K: int | None = None):
         tangent(Cd, (b, L, N)), tangent(Dd, (E,)), tangent(zd, (b, L, E)), tangent(h0d, (b, E, N)),
     ]
     flat = [v for pair in tans for v in pair]
-    _tangent_kernel(
+    run_compiled(
+        _tangent_kernel,
         *arrays, Dn, has_D, zn, has_z, h0n, has_h0, *flat, K, _block(b, E), yd.numpy(), hd.numpy(), *_consts(work),
     )
     return yd.to(x.dtype), hd
