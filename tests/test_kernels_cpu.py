@@ -5,6 +5,7 @@ torch.func.jvp, vmap of jvp, vmap of the primal), and a state carried across cal
 Every buffer the wrappers allocate is filled with NaN first, so a missed write fails.
 Kernels compile on first use and are cached on disk (numba cache=True)."""
 
+import numpy as np
 import pytest
 import torch
 from torch.func import jvp, vmap
@@ -273,7 +274,6 @@ def test_a_cache_that_cannot_be_written_does_not_stop_a_kernel(monkeypatch):
     import errno
 
     import numba
-    import numpy as np
 
     @numba.njit(cache=True)
     def add_one(values):
@@ -289,3 +289,32 @@ def test_a_cache_that_cannot_be_written_does_not_stop_a_kernel(monkeypatch):
         add_one(np.zeros(3, dtype=np.float32))  # what a plain call does
     cpu_scan.run_compiled(add_one, values)
     assert values.tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_exp_is_within_one_ulp_and_handles_the_edges(dtype):
+    """The kernels' vectorisable exp (pgf_kernels.cpu_exp) against a long-double exp."""
+    import numba
+
+    from pgf_kernels.cpu_exp import fast_exp
+
+    @numba.njit(fastmath=True)
+    def exp_all(values, out):
+        for i in range(values.shape[0]):
+            out[i] = fast_exp(values[i])
+
+    info = np.finfo(dtype)
+    lo, hi = np.log(info.tiny), np.log(info.max)
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(lo, hi, 200_000), rng.uniform(-2, 0, 50_000)]).astype(dtype)
+    out = np.empty_like(values)
+    exp_all(values, out)
+    exact = np.exp(values.astype(np.longdouble))
+    ulps = np.abs(out - exact) / np.spacing(exact.astype(dtype)).astype(np.longdouble)
+    assert float(ulps.max()) <= 1.0
+    edges = np.array([0.0, -0.0, lo - 1, -1e30, hi + 1, 1e30, np.inf, -np.inf, np.nan], dtype=dtype)
+    out = np.empty_like(edges)
+    exp_all(edges, out)
+    assert out[:2].tolist() == [1.0, 1.0]
+    assert out[2:4].tolist() == [0.0, 0.0] and np.isposinf(out[4:7]).all()
+    assert out[7] == 0.0 and np.isnan(out[8])
