@@ -75,6 +75,7 @@ if numba is not None:
             e0 = (job % n_blocks) * block
             e1 = min(E, e0 + block)
             h = np.zeros((e1 - e0, N), dtype=h_last.dtype)
+            gate = np.empty(e1 - e0, dtype=h_last.dtype)
             if has_h0:
                 for e in range(e0, e1):
                     for n in range(N):
@@ -96,10 +97,12 @@ if numba is not None:
                         acc += C[bi, t, n] * hv
                     if has_D:
                         acc += D[e] * xv
-                    if has_z:
-                        zv = z[bi, t, e]
-                        acc *= zv / (one + fast_exp(-zv))
                     y[bi, t, e] = acc
+                if has_z:  # the gate in its own loop over channels, which LLVM vectorises
+                    for e in range(e0, e1):
+                        gate[e - e0] = z[bi, t, e] / (one + fast_exp(-z[bi, t, e]))
+                    for e in range(e0, e1):
+                        y[bi, t, e] *= gate[e - e0]
             for e in range(e0, e1):
                 for n in range(N):
                     h_last[bi, e, n] = h[e - e0, n]
