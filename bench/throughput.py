@@ -189,10 +189,19 @@ def device_memory(device: str) -> int:
 # cases (each runs in a fresh child process)
 
 
-def readout(outputs, onehot, offset):
-    """The first head summed over its channels: (b, T)."""
-    out = next(iter(outputs.values())) if isinstance(outputs, dict) else outputs
-    return out.sum(-1) if out.dim() == 3 else out
+class SumReadout:
+    """The first head summed over its channels: (b, T). It reads every row alike, so any rows of
+    a batch take the same readout (`rows`, as the CLI's target readouts have)."""
+
+    def __call__(self, outputs, onehot, offset):
+        out = next(iter(outputs.values())) if isinstance(outputs, dict) else outputs
+        return out.sum(-1) if out.dim() == 3 else out
+
+    def rows(self, start: int, end: int) -> "SumReadout":
+        return self
+
+
+readout = SumReadout()
 
 
 def random_onehot(batch: int, length: int, seed: int = 0, device: str = "cpu"):

@@ -118,3 +118,34 @@ def test_target_window_restricts_sum(two_channel_model):
         target.check_region(1000, 1030, "r", chrom="chr2")
     with pytest.raises(TargetError, match="not to position"):
         parse_target("position:1001", two_channel_model).with_window("chr1", 1000, 1001)
+
+
+def test_cpu_batches_go_in_row_groups_with_each_rows_own_target(two_channel_model, monkeypatch):
+    """A batch larger than one CPU sweep step is swept a few rows at a time; every row keeps its
+    own target (a position that only some rows' regions contain), and the numbers, the
+    tangents and the progress are those of the whole batch at once."""
+    import pgf.engine.tiled as tiled
+
+    model, L = two_channel_model, 40
+    x = torch.cat([onehot(L, seed) for seed in range(5)])
+    starts = [100, 90, 100, 70, 95]  # rows whose regions contain genome position 110, and two that do not
+    readout = parse_target("position:111:dnase", model).readout(starts)
+    engine = get_engine("pgf", tile=16)
+    assert tiled.row_groups(x, 16, readout) == [(0, 5)]
+    whole = engine.gradient(model, x, readout)
+    directions = torch.randn(3, 5, L, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    whole_tangent = engine.tangent(model, x, directions, readout)
+    whole_forward = engine.forward(model, x, readout)
+
+    monkeypatch.setattr(tiled, "CPU_STEP_POSITIONS", 32)  # 2 rows of 16-position tiles per step
+    assert tiled.row_groups(x, 16, readout) == [(0, 2), (2, 4), (4, 5)]
+    assert tiled.row_groups(x, 16, lambda o, h, offset: o["track"][..., 0]) == [(0, 5)]  # rows unknown
+    seen = []
+    grouped = engine.gradient(model, x, readout, progress=lambda done, total: seen.append((done, total)))
+    torch.testing.assert_close(grouped.gradient, whole.gradient, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grouped.target_value, whole.target_value, rtol=1e-12, atol=1e-14)
+    assert (grouped.gradient[3].abs().sum(), grouped.gradient[0].abs().sum() > 0) == (0, True)
+    assert [d for d, _ in seen] == list(range(1, len(seen) + 1)) and {t for _, t in seen} == {len(seen)}
+    for got, want in zip(engine.tangent(model, x, directions, readout), whole_tangent):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(engine.forward(model, x, readout), whole_forward, rtol=1e-12, atol=1e-14)

@@ -33,6 +33,14 @@ ScanState = tuple[torch.Tensor, ...]  # what a mixer carries from one tile to th
 Readout = Callable[[dict[str, torch.Tensor], torch.Tensor, int], torch.Tensor]
 
 
+def readout_rows(readout: Readout, start: int, end: int) -> Readout | None:
+    """The readout of rows [start, end) of a batch, for a readout that says how (a method
+    `rows(start, end)`, as `Target.readout`'s has: its rows are regions at their own
+    coordinates); None for any other, which is only ever given the whole batch."""
+    rows = getattr(readout, "rows", None)
+    return rows(start, end) if rows is not None else None
+
+
 class Mixer(Protocol):
     """A causal sequence mixer as a tile function (a Mamba mixer, say)."""
 

@@ -83,7 +83,7 @@ class Target:
         """The engine's readout of this target for rows starting at `region_starts`
         (0-based genome coordinates of each row's first base): per-position contributions
         whose sum over positions is f."""
-        return lambda outputs, onehot, offset: self.contributions(outputs, onehot, region_starts, offset)
+        return TargetReadout(self, tuple(int(s) for s in region_starts))
 
     def contributions(
         self,
@@ -171,3 +171,17 @@ def parse_target(spec: str | None, model: SequenceModel) -> Target:
         output, channel, name = _resolve_channel(model, channel_text or None, text)
         return Target("position", output, channel, name, position=int(cleaned) - 1)
     raise TargetError(f"unknown target {text!r}; expected loglik, sum[:CHANNEL] or position:P[:CHANNEL]")
+
+
+@dataclass(frozen=True)
+class TargetReadout:
+    """`Target.readout`: a readout for rows starting at `region_starts`, which can be cut into row groups."""
+
+    target: Target
+    region_starts: tuple[int, ...]
+
+    def __call__(self, outputs: dict[str, torch.Tensor], onehot: torch.Tensor, offset: int) -> torch.Tensor:
+        return self.target.contributions(outputs, onehot, self.region_starts, offset)
+
+    def rows(self, start: int, end: int) -> "TargetReadout":
+        return TargetReadout(self.target, self.region_starts[start:end])
