@@ -209,12 +209,12 @@ if numba is not None:
             e1 = min(E, e0 + block)
             nb = e1 - e0
             h = np.zeros((nb, N), dtype=hd_last.dtype)
-            hd = np.zeros((nb, N, K), dtype=hd_last.dtype)  # K innermost: the k loops are contiguous
-            cu = np.empty(K, dtype=hd_last.dtype)  # d(delta x)/d direction
-            cd = np.empty(K, dtype=hd_last.dtype)  # d(delta)
-            acc_d = np.empty(K, dtype=hd_last.dtype)
-            Bk = np.empty((N, K), dtype=hd_last.dtype)
-            Ck = np.empty((N, K), dtype=hd_last.dtype)
+            hd = np.zeros((nb, K, N), dtype=hd_last.dtype)  # N innermost: the state loops are contiguous
+            a_n = np.empty(N, dtype=hd_last.dtype)  # this position's decays, a h_{t-1}, h_t
+            ahp_n = np.empty(N, dtype=hd_last.dtype)
+            hv_n = np.empty(N, dtype=hd_last.dtype)
+            Bk = np.zeros((K, N), dtype=hd_last.dtype)
+            Ck = np.zeros((K, N), dtype=hd_last.dtype)
             if has_h0:
                 for e in range(e0, e1):
                     for n in range(N):
@@ -223,71 +223,68 @@ if numba is not None:
                 for kk in range(K):
                     for e in range(e0, e1):
                         for n in range(N):
-                            hd[e - e0, n, kk] = h0d[kk, bi, e, n]
-            for n in range(N):
-                for kk in range(K):
-                    Bk[n, kk] = zero
-                    Ck[n, kk] = zero
+                            hd[e - e0, kk, n] = h0d[kk, bi, e, n]
             for t in range(L):
                 if has_Bd:
                     for kk in range(K):
                         for n in range(N):
-                            Bk[n, kk] = Bd[kk, bi, t, n]
+                            Bk[kk, n] = Bd[kk, bi, t, n]
                 if has_Cd:
                     for kk in range(K):
                         for n in range(N):
-                            Ck[n, kk] = Cd[kk, bi, t, n]
+                            Ck[kk, n] = Cd[kk, bi, t, n]
                 for e in range(e0, e1):
                     j = e - e0
                     d = dt[bi, t, e]
                     xv = x[bi, t, e]
                     u = d * xv
-                    for kk in range(K):
-                        dd = dtd[kk, bi, t, e] if has_dtd else zero
-                        cd[kk] = dd
-                        cu[kk] = dd * xv + (d * xd[kk, bi, t, e] if has_xd else zero)
-                        acc_d[kk] = zero
                     acc = zero
                     for n in range(N):
-                        Aen = A[e, n]
-                        a = fast_exp(d * Aen)
-                        hp = h[j, n]
-                        Bn = B[bi, t, n]
-                        Cn = C[bi, t, n]
-                        ahp = a * hp
-                        hv = ahp + u * Bn
+                        a = fast_exp(d * A[e, n])
+                        ahp = a * h[j, n]
+                        hv = ahp + u * B[bi, t, n]
+                        a_n[n] = a
+                        ahp_n[n] = ahp
+                        hv_n[n] = hv
                         h[j, n] = hv
-                        acc += Cn * hv
-                        for kk in range(K):
-                            dlog = cd[kk] * Aen
-                            if has_Ad:
-                                dlog += d * Ad[kk, e, n]
-                            hdv = a * hd[j, n, kk] + dlog * ahp + cu[kk] * Bn + u * Bk[n, kk]
-                            hd[j, n, kk] = hdv
-                            acc_d[kk] += Cn * hdv + Ck[n, kk] * hv
+                        acc += C[bi, t, n] * hv
                     if has_D:
                         acc += D[e] * xv
-                        for kk in range(K):
-                            acc_d[kk] += D[e] * (xd[kk, bi, t, e] if has_xd else zero)
-                            if has_Dd:
-                                acc_d[kk] += Dd[kk, e] * xv
+                    gate = one
+                    dgate = zero
                     if has_z:
                         zv = z[bi, t, e]
                         sg = one / (one + fast_exp(-zv))
-                        s = zv * sg
-                        ds_dz = sg * (one + zv * (one - sg))
-                        for kk in range(K):
-                            v = acc_d[kk] * s
-                            if has_zd:
-                                v += acc * ds_dz * zd[kk, bi, t, e]
-                            yd[kk, bi, t, e] = v
-                    else:
-                        for kk in range(K):
-                            yd[kk, bi, t, e] = acc_d[kk]
+                        gate = zv * sg
+                        dgate = acc * sg * (one + zv * (one - sg))  # d(acc silu(z)) / dz
+                    for kk in range(K):
+                        # this direction's d(delta) and d(delta x); then a state loop like the primal's
+                        dd = dtd[kk, bi, t, e] if has_dtd else zero
+                        du = dd * xv + (d * xd[kk, bi, t, e] if has_xd else zero)
+                        acc_d = zero
+                        if has_Ad:
+                            for n in range(N):
+                                dlog = dd * A[e, n] + d * Ad[kk, e, n]
+                                hdv = a_n[n] * hd[j, kk, n] + dlog * ahp_n[n] + du * B[bi, t, n] + u * Bk[kk, n]
+                                hd[j, kk, n] = hdv
+                                acc_d += C[bi, t, n] * hdv + Ck[kk, n] * hv_n[n]
+                        else:
+                            for n in range(N):
+                                hdv = a_n[n] * hd[j, kk, n] + (dd * A[e, n]) * ahp_n[n] + du * B[bi, t, n] + u * Bk[kk, n]
+                                hd[j, kk, n] = hdv
+                                acc_d += C[bi, t, n] * hdv + Ck[kk, n] * hv_n[n]
+                        if has_D:
+                            acc_d += D[e] * (xd[kk, bi, t, e] if has_xd else zero)
+                            if has_Dd:
+                                acc_d += Dd[kk, e] * xv
+                        acc_d *= gate
+                        if has_z and has_zd:
+                            acc_d += dgate * zd[kk, bi, t, e]
+                        yd[kk, bi, t, e] = acc_d
             for kk in range(K):
                 for e in range(e0, e1):
                     for n in range(N):
-                        hd_last[kk, bi, e, n] = hd[e - e0, n, kk]
+                        hd_last[kk, bi, e, n] = hd[e - e0, kk, n]
 
 
 # ----------------------------------------------------------------------------------------------
