@@ -4,7 +4,9 @@ One run measures, for each model x length x engine x kernels backend, the wall t
 call, bp/s and the peak memory of a fresh child process (multiprocessing "spawn"; the child
 first warms up on 512 bp so compile/cache loading is not timed). Records' "peak_kind" says
 which peak: "rss" on CPU (VmHWM from /proc/self/status read in the child after the case,
-`ru_maxrss` elsewhere; includes the warm-up), "cuda_allocated" with --device cuda
+`ru_maxrss` elsewhere; on Linux VmHWM is restarted after the warm-up, and "baseline_bytes" (the
+resident memory then: Python, torch, the model) and "case_bytes" (peak - baseline: what the case
+itself needed) are recorded too), "cuda_allocated" with --device cuda
 (torch.cuda.max_memory_allocated() after reset_peak_memory_stats() between the warm-up and
 the case: the model's weights plus the case's own tensors; host memory not counted). On CUDA
 the model and the inputs live on the GPU and the timed call is bracketed by
@@ -288,6 +290,7 @@ def child(spec: dict) -> dict:
         sync()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        baseline = None if cuda else reset_peak_rss()
         began = time.perf_counter()
         case()
         sync()
@@ -296,20 +299,38 @@ def child(spec: dict) -> dict:
     record.update(seconds=round(seconds, 4), bp=bp, bp_per_s=round(bp / seconds, 1),
                   peak_bytes=torch.cuda.max_memory_allocated() if cuda else peak_rss(),
                   peak_kind="cuda_allocated" if cuda else "rss")
+    if baseline is not None:  # the case's own memory: its peak over what the process held before it
+        record.update(baseline_bytes=baseline, case_bytes=record["peak_bytes"] - baseline)
     return record
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> int | None:
+    """Start VmHWM again from the current resident memory (Linux: clear_refs 5) and return that
+    baseline, so the peak after the case is the case's; None where that cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return None
+    return _proc_status_bytes("VmRSS")
 
 
 def peak_rss() -> int:
     """This process's peak resident memory: VmHWM (reset at exec; ru_maxrss is not, so a spawned
     child would report its parent's peak), ru_maxrss where /proc is missing."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _proc_status_bytes("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def public(spec: dict) -> dict:

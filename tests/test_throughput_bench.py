@@ -53,3 +53,6 @@ def test_cpu_run_writes_the_records(tmp_path):
         for field in ("seconds", "bp_per_s", "peak_bytes", "flops_per_bp", "bytes_per_bp", "flop_fraction",
                       "bandwidth_fraction"):
             assert record[field] > 0, (field, record)
+        if sys.platform.startswith("linux"):  # the case's own memory, over what the process held before it
+            assert 0 < record["baseline_bytes"] <= record["peak_bytes"]
+            assert record["case_bytes"] == record["peak_bytes"] - record["baseline_bytes"]
