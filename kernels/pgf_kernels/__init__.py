@@ -1,4 +1,4 @@
-"""pgf_kernels: selective-scan kernels with carried state.
+"""pgf_kernels: selective-scan (and causal-conv) kernels with carried state.
 
 Every kernel has a pure-PyTorch reference beside it. The references run
 anywhere (CPU, CUDA) and are the ground truth the Triton kernels are tested
@@ -10,6 +10,7 @@ without Triton or numba still works.
 
 from pgf_kernels.ops import (
     BACKENDS,
+    causal_conv1d,
     cpu_unavailable_reason,
     get_kernel_backend,
     kernel_backend,
@@ -18,10 +19,12 @@ from pgf_kernels.ops import (
     set_kernel_backend,
     triton_unavailable_reason,
 )
-from pgf_kernels.reference import selective_scan_ref
+from pgf_kernels.reference import causal_conv1d_ref, selective_scan_ref
 
 __all__ = [
     "BACKENDS",
+    "causal_conv1d",
+    "causal_conv1d_ref",
     "cpu_unavailable_reason",
     "get_kernel_backend",
     "kernel_backend",

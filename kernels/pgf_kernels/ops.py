@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import torch
 
 from pgf_kernels.functions import KernelSet, scan_functions
-from pgf_kernels.reference import selective_scan_ref
+from pgf_kernels.reference import causal_conv1d_ref, selective_scan_ref
 
 BACKENDS = ("reference", "triton", "auto", "cpu")  # "cpu" last: messages keep their old prefix
 _backend = "auto"
@@ -153,6 +153,33 @@ def selective_scan(
     function = _CpuScanFunction if name == "cpu" else _ScanFunction
     y, h_last, _ = function.apply(x, delta, A, B, C, D, z, h0, chunk)
     return y, h_last
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    tail: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """silu(causal depthwise conv1d) of x (b, T, E) after `tail` (b, E, K-1), as `causal_conv1d_ref`.
+
+    The compiled CPU kernel runs where the scan's would ("cpu", or "auto" on CPU tensors with
+    numba) unless the weight or bias wants a gradient (it gives input gradients only); the
+    reference everywhere else (there is no Triton convolution)."""
+    name = _check_name(backend or _backend)
+    wants_weight_grad = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad))
+    compiled = name == "cpu" or (name == "auto" and x.device.type == "cpu" and _cpu_module() is not None)
+    if compiled and not wants_weight_grad:
+        if name == "cpu":
+            reason = cpu_unavailable_reason(x.device)
+            if reason is not None:
+                raise RuntimeError(f"kernel backend 'cpu' cannot run here: {reason}")
+        from pgf_kernels.cpu_conv import CpuCausalConvFunction
+
+        return CpuCausalConvFunction.apply(x, tail, weight, bias)
+    return causal_conv1d_ref(x, tail, weight, bias)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ the flipped sequence, i.e. tiles taken right to left in genome coordinates.
 
 Parameter names follow the mamba_ssm `Mamba` module (in_proj, conv1d, x_proj,
 dt_proj, A_log, D, out_proj) so published state dicts map one to one. The
-selective scan goes through `pgf_kernels.selective_scan` (Triton on CUDA, the PyTorch
-reference elsewhere; `pgf_kernels.kernel_backend` chooses).
+causal conv + SiLU and the selective scan go through `pgf_kernels.causal_conv1d` and
+`pgf_kernels.selective_scan` (compiled kernels or the PyTorch references;
+`pgf_kernels.kernel_backend` chooses).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgf.engine.protocol import Pointwise, Scan, identity
-from pgf_kernels import selective_scan
+from pgf_kernels import causal_conv1d, selective_scan
 
 
 class MixerState(NamedTuple):
@@ -87,16 +88,16 @@ class MambaMixer(nn.Module):
         """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
         state = MixerState(*state)
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
-        conv_input = torch.cat([state.conv.to(x.dtype), x.transpose(1, 2)], dim=2)  # (b, E, K-1+T)
-        x = F.conv1d(conv_input, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner).transpose(1, 2)
-        x = F.silu(x)
+        # the conv state after the tile: its last K-1 inputs (a copy, not a view: a saved state
+        # must not keep the whole tile alive)
+        recent = torch.cat([state.conv.to(x.dtype), x[:, max(0, x.shape[1] - (self.d_conv - 1)) :].transpose(1, 2)], dim=2)
+        conv_state = recent[..., recent.shape[2] - (self.d_conv - 1) :].clone()
+        x = causal_conv1d(x, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # silu(conv), (b, T, E)
         dt_low, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt_low))
         A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
         y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm)
-        # a copy, not a view: a saved state must not keep the whole tile's conv input alive
-        new_state = MixerState(conv=conv_input[..., conv_input.shape[2] - (self.d_conv - 1) :].clone(), ssm=ssm_state)
-        return self.out_proj(y.to(hidden.dtype)), new_state
+        return self.out_proj(y.to(hidden.dtype)), MixerState(conv=conv_state, ssm=ssm_state)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""
