@@ -56,3 +56,17 @@ def test_cpu_run_writes_the_records(tmp_path):
         if sys.platform.startswith("linux"):  # the case's own memory, over what the process held before it
             assert 0 < record["baseline_bytes"] <= record["peak_bytes"]
             assert record["case_bytes"] == record["peak_bytes"] - record["baseline_bytes"]
+
+
+def test_profile_names_the_adjoint_phases():
+    """bench.profile_engines reads the adjoint's record_function labels and the top operators."""
+    from bench import profile_engines
+    from pgf_kernels import kernel_backend
+
+    model = throughput.build_model("builtin")
+    with kernel_backend("cpu"):
+        record = profile_engines.profile_engine(model, "gradient", 1024, top=5)
+    assert set(record["phases_cpu_seconds"]) == set(profile_engines.PHASES)
+    assert all(seconds > 0 for seconds in record["phases_cpu_seconds"].values())
+    assert len(record["ops"]) == 5 and all(op["calls"] > 0 for op in record["ops"])
+    assert 0 < sum(op["share"] for op in record["ops"]) <= 1.0001 and record["wall_seconds"] > 0

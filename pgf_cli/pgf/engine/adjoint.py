@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from pgf.engine.protocol import Readout, Scan, ScanState, SweepModel, TiledLayer
 from pgf.engine.streaming import layer_sweep
@@ -79,15 +80,17 @@ def adjoint_gradient(
     layers = model.tiled_layers()
     counter = ProgressCounter(progress, 2 * len(tiles) * sum(len(layer.scans) for layer in layers) + 2 * len(tiles))
     store = Offload(offload)
+    # record_function labels name the phases in a torch.profiler trace (bench/profile_engines.py)
     with frozen(model), torch.no_grad():
         # forward pass: keep each layer's input stream and every scan's tile-start states
-        stream = map_tiles(model.embed, onehot, tiles)
-        store.decide(len(layers), stream)
-        inputs, starts = [], []
-        for layer in layers:
-            inputs.append(store.store(stream))
-            stream, layer_starts = _layer_forward(layer, stream, tiles, store, counter)
-            starts.append(layer_starts)
+        with record_function("pgf::forward_pass"):
+            stream = map_tiles(model.embed, onehot, tiles)
+            store.decide(len(layers), stream)
+            inputs, starts = [], []
+            for layer in layers:
+                inputs.append(store.store(stream))
+                stream, layer_starts = _layer_forward(layer, stream, tiles, store, counter)
+                starts.append(layer_starts)
 
         # f and its cotangent at the last stream, tile by tile; each tile of the stream is
         # read once, so its cotangent overwrites it in place (and no other name may keep it:
@@ -184,13 +187,14 @@ def _scan_backward(
     for s, e in reversed(sweep_order(scan.reverse, tiles)):
         x_tile = x[:, s:e].detach().requires_grad_(True)
         state = tuple(t.to(x.device).detach().requires_grad_(True) for t in scan_starts[(s, e)])
-        with torch.enable_grad():
+        with torch.enable_grad(), record_function("pgf::recompute"):
             out, new_state = scan.tile(x_tile, state)
         outputs, grad_outputs = [out], [cotangent[:, s:e].to(out.dtype)]
         if state_bar is not None:
             outputs += list(new_state)
             grad_outputs += list(state_bar)
-        grads = torch.autograd.grad(outputs, [x_tile, *state], grad_outputs, allow_unused=True)
+        with record_function("pgf::backward"):
+            grads = torch.autograd.grad(outputs, [x_tile, *state], grad_outputs, allow_unused=True)
         x_bar[:, s:e] += grads[0]
         state_bar = tuple(torch.zeros_like(t) if g is None else g for t, g in zip(state, grads[1:]))
         counter.step()
