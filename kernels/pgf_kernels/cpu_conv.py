@@ -156,11 +156,38 @@ def conv_input_vjp(x, tail, weight, bias, dy) -> tuple[torch.Tensor, torch.Tenso
     return dx.to(x.dtype), dtail.transpose(1, 2).to(tail.dtype)
 
 
+def _fold(t: torch.Tensor, dim: int | None, size: int) -> torch.Tensor:
+    """t with its vmapped dimension (or a broadcast one) folded into its batch rows."""
+    t = t.unsqueeze(0).expand(size, *t.shape) if dim is None else t.movedim(dim, 0)
+    return t.reshape(size * t.shape[1], *t.shape[2:])
+
+
+class _LinearPart(torch.autograd.Function):
+    """The convolution without bias or SiLU, (x_t, tail_t, weight) -> (b, T, E): what tangents go
+    through. Under vmap (many directions) they are folded into the batch for one kernel call."""
+
+    @staticmethod
+    def forward(x_t, tail_t, weight):
+        return conv_forward(x_t, tail_t, weight, None, silu=False)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def vmap(info, in_dims, x_t, tail_t, weight):
+        if in_dims[2] is not None:  # a batch of weights: one call each
+            outputs = [_LinearPart.apply(x_t if in_dims[0] is None else x_t.select(in_dims[0], i),
+                                         tail_t if in_dims[1] is None else tail_t.select(in_dims[1], i),
+                                         weight.select(in_dims[2], i)) for i in range(info.batch_size)]
+            return torch.stack(outputs), 0
+        V = info.batch_size
+        y = _LinearPart.apply(_fold(x_t, in_dims[0], V), _fold(tail_t, in_dims[1], V), weight)
+        return y.reshape(V, y.shape[0] // V, *y.shape[1:]), 0
+
+
 def _linear_part(x_t: torch.Tensor, tail_t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The convolution without bias or SiLU (what a tangent goes through), in PyTorch ops:
-    it runs under vmap, where tangents arrive batched."""
-    u = torch.cat([tail_t.to(x_t.dtype), x_t.transpose(1, 2)], dim=2)
-    return torch.nn.functional.conv1d(u, weight.unsqueeze(1).to(x_t.dtype), None, groups=weight.shape[0]).transpose(1, 2)
+    return _LinearPart.apply(x_t, tail_t, weight)
 
 
 class CpuCausalConvFunction(torch.autograd.Function):
@@ -189,18 +216,23 @@ class CpuCausalConvFunction(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, tail_t, weight_t, bias_t):
         x, tail, weight, bias = ctx.saved_tensors
-        # in PyTorch ops: under jvp the saved inputs are functorch-wrapped (no data pointer for numba)
+        # through autograd functions: under jvp the saved inputs are functorch-wrapped
         pre = _linear_part(x, tail, weight) + (0 if bias is None else bias)
         sig = torch.sigmoid(pre)
         slope = sig * (1 + pre * (1 - sig))  # silu'(pre)
-        pre_t = torch.zeros_like(pre)
+        parts = []
         if x_t is not None or tail_t is not None:
-            pre_t = pre_t + _linear_part(torch.zeros_like(x) if x_t is None else x_t,
-                                         torch.zeros_like(tail) if tail_t is None else tail_t, weight)
+            parts.append(_linear_part(torch.zeros_like(x) if x_t is None else x_t,
+                                      torch.zeros_like(tail) if tail_t is None else tail_t, weight))
         if weight_t is not None:
-            pre_t = pre_t + _linear_part(x, tail, weight_t)
+            parts.append(_linear_part(x, tail, weight_t))
         if bias_t is not None:
-            pre_t = pre_t + bias_t
+            parts.append(bias_t.expand_as(pre))
+        if not parts:
+            return torch.zeros_like(pre)
+        pre_t = parts[0]
+        for part in parts[1:]:
+            pre_t = pre_t + part
         return slope * pre_t
 
     @staticmethod
@@ -208,11 +240,7 @@ class CpuCausalConvFunction(torch.autograd.Function):
         x_dim, tail_dim, weight_dim, bias_dim = in_dims
         V = info.batch_size
         if weight_dim is None and bias_dim is None:  # rows are independent: fold the vmapped dim into them
-            def fold(t, dim):
-                t = t.unsqueeze(0).expand(V, *t.shape) if dim is None else t.movedim(dim, 0)
-                return t.reshape(V * t.shape[1], *t.shape[2:])
-
-            y = CpuCausalConvFunction.apply(fold(x, x_dim), fold(tail, tail_dim), weight, bias)
+            y = CpuCausalConvFunction.apply(_fold(x, x_dim, V), _fold(tail, tail_dim, V), weight, bias)
             return y.reshape(V, y.shape[0] // V, *y.shape[1:]), 0
         outputs = []
         for index in range(V):

@@ -12,9 +12,9 @@ arithmetic. Accuracy: within 2 ulp of the correctly rounded result over the whol
 result (no subnormals), inf above the largest, NaN for NaN. Its own fastmath flags leave out
 `reassoc`, which would fold the two-part k ln 2 back into one and lose the reduction's accuracy.
 
-numba's disk cache of the kernels that call this (cpu_scan.py) is keyed on their own file only:
-after editing this file, delete kernels/pgf_kernels/__pycache__/cpu_scan*.nbi/.nbc (or touch
-cpu_scan.py) so they recompile. Installs and fresh checkouts start without a cache.
+numba's disk cache of the kernels that call this (cpu_scan.py, cpu_conv.py) is keyed on their own
+files only: after editing this file, delete kernels/pgf_kernels/__pycache__/*.nbi and *.nbc (or
+touch those files) so they recompile. Installs and fresh checkouts start without a cache.
 """
 
 from __future__ import annotations
