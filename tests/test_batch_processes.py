@@ -252,6 +252,63 @@ def test_a_killed_worker_loses_only_its_batch(genome, single, tmp_path):
         assert_same_groups(output, single)
         return
     assert result.exit_code == 1, result.output
-    assert "worker on cpu died (exit code -9) in batch" in result.stderr.strip().splitlines()[-1]
+    # "... died (exit code -9) in batch K", or, killed between taking a batch and announcing it,
+    # "1 batches were not computed (worker on cpu died (exit code -9))"
+    assert "worker on cpu died (exit code -9)" in result.stderr.strip().splitlines()[-1]
     assert f"{len(REGIONS) - 1} of {len(REGIONS)} regions are kept in" in result.stderr
     resume_and_compare(genome, output, single)
+
+
+class _Collect:
+    """A reporter and log that keep what they are told."""
+
+    def __init__(self):
+        self.warnings, self.finished = [], []
+
+    def info(self, message):
+        pass
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+    def region_finished(self, summary):
+        self.finished.append(summary)
+
+    def write(self, summary, device=None):
+        pass
+
+
+def _run_scripted(tmp_path, target, n_batches=5):
+    import torch
+
+    import scripted_workers
+    from pgf.io.partial import PartialStore
+    from pgf.io.regions import Region
+    from pgf.workflows.devices import run_on_devices
+
+    folder = tmp_path / "out.partial"
+    folder.mkdir()
+    store = PartialStore(folder, {}, {})
+    todo = [(i, [Region("chr1", 100 * i, 100 * i + 50)]) for i in range(n_batches)]
+    collect = _Collect()
+    run = lambda: run_on_devices(None, [torch.device("cpu")] * 2, store, todo, n_batches, collect, collect,  # noqa: E731
+                                 target=getattr(scripted_workers, target))
+    return run, collect
+
+
+def test_a_worker_killed_after_saving_its_batch_loses_nothing(tmp_path):
+    run, collect = _run_scripted(tmp_path, "save_then_die")
+    run()  # no error: batch 0 is in the partial output, the other worker computed the rest
+    assert len(collect.warnings) == 1 and "after saving batch 0: its regions are kept" in collect.warnings[0]
+
+
+def test_a_worker_that_cannot_start_gives_its_batch_to_the_others(tmp_path):
+    run, collect = _run_scripted(tmp_path, "first_cannot_start")
+    with pytest.raises(RuntimeError, match="could not start: RuntimeError: no such device$"):
+        run()  # the failure is reported, but every batch was computed by the other worker
+
+
+def test_a_worker_killed_holding_a_batch_loses_that_batch_only(tmp_path):
+    run, collect = _run_scripted(tmp_path, "die_holding")
+    with pytest.raises(RuntimeError, match=r"^worker on cpu died \(exit code 9\) in batch [0-4]$"):
+        run()

@@ -152,6 +152,10 @@ class PartialStore:
                 names.update(handle.keys())
         return names
 
+    def has_batch(self, index: int) -> bool:
+        """Whether batch `index` was committed (its file is only ever complete)."""
+        return self._paths(index)[0].is_file()
+
     def remove_temporaries(self) -> None:
         for path in self.folder.iterdir():
             if path.name.startswith(".") and path.name.endswith(".tmp"):

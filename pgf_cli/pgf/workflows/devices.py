@@ -1,9 +1,9 @@
 """`--devices`: one worker process per device on one workstation.
 
-The parent deals batches out longest first through a queue; each worker loads
-the model on its device, computes the batches it takes and writes each into
-the run's one partial output (`OUT.partial/`, atomic per batch), then reports
-back. A worker that fails on a batch reports it and goes on with the next; a
+The parent deals batches out longest first, one at a time over each worker's
+own pipe; each worker loads the model on its device, computes the batch it is
+handed and writes it into the run's one partial output (`OUT.partial/`, atomic
+per batch), then reports back and gets the next. A worker that fails on a batch reports it and goes on with the next; a
 worker that dies loses only the batch it held. The others' results stay in the
 partial output, the run ends with an error naming the failures, and `--resume`
 computes what is missing.
@@ -12,9 +12,10 @@ computes what is missing.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import signal
+from collections import deque
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import torch
@@ -71,7 +72,7 @@ class WorkerSetup:
     threads: int
 
 
-def _worker(setup: WorkerSetup, worker: int, device_name: str, tasks, results) -> None:
+def _worker(setup: WorkerSetup, worker: int, device_name: str, connection) -> None:
     from pgf.models.registry import load_model
     from pgf.workflows.attribute import _resolve_target
 
@@ -97,84 +98,170 @@ def _worker(setup: WorkerSetup, worker: int, device_name: str, tasks, results) -
         computer = BatchComputer(genome, engine, loaded.model, target, request.method, device, dtype, store,
                                  request.window, request.stride, request.batch_size, options=options)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        results.put(("dead", worker, f"{type(exc).__name__}: {exc}"))
+        connection.send(("dead", f"{type(exc).__name__}: {exc}"))
         return
     while True:
-        item = tasks.get()
+        try:
+            item = connection.recv()
+        except EOFError:  # the parent is gone
+            break
         if item is None:
             break
         index, batch = item
-        results.put(("started", worker, index))
         try:
             summaries = computer.run(index, batch, lambda done, total: None)
         except PgfUserError as exc:
-            results.put(("failed", worker, index, True, str(exc)))
+            connection.send(("failed", index, True, str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001
-            results.put(("failed", worker, index, False, f"{type(exc).__name__}: {exc}"))
+            connection.send(("failed", index, False, f"{type(exc).__name__}: {exc}"))
             continue
-        results.put(("done", worker, index, summaries))
+        connection.send(("done", index, summaries))
     genome.close()
 
 
+class _Workers:
+    """One process per device, each with its own pipe: the parent hands a worker its next batch when
+    it reports the last one. No lock is shared, so a worker killed at any moment (SIGKILL, the OOM
+    killer) cannot leave a queue locked for the others, and the parent always knows what it held."""
+
+    def __init__(self, setup: WorkerSetup, devices: list[torch.device], todo: list[tuple[int, list[Region]]],
+                 target=None):
+        context = multiprocessing.get_context("spawn")
+        self.devices = devices
+        self.queue = deque(sorted(todo, key=lambda item: (-sum(len(r) for r in item[1]), item[0])))  # longest first
+        self.pipes, self.processes = [], []
+        for i, device in enumerate(devices):
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=target or _worker, args=(setup, i, str(device), child_end), daemon=True)
+            process.start()
+            child_end.close()
+            self.pipes.append(parent_end)
+            self.processes.append(process)
+        self.live = set(range(len(devices)))
+        self.idle: set[int] = set()  # live workers with nothing to do
+        self.holding: dict[int, tuple[int, list[Region]]] = {}  # worker -> the batch it was handed
+        for worker in range(len(devices)):
+            self.hand_out(worker)
+
+    def hand_out(self, worker: int) -> None:
+        """The worker's next batch; with none left it waits (a batch may come back) until `stop`."""
+        if not self.processes[worker].is_alive():  # its last messages, read after it ended
+            return
+        if not self.queue:
+            self.idle.add(worker)
+            return
+        item = self.queue.popleft()
+        self.holding[worker] = item
+        self._send(worker, item)
+
+    def give_back(self, item: tuple[int, list[Region]]) -> None:
+        """A batch a worker was handed but never started (it could not start) goes to the next free one."""
+        self.queue.appendleft(item)
+        if self.idle:
+            self.hand_out(self.idle.pop())
+
+    def _send(self, worker: int, item) -> None:
+        try:
+            self.pipes[worker].send(item)
+        except OSError:  # it died meanwhile; its sentinel reports it
+            pass
+
+    def messages(self, timeout: float):
+        """(worker, message) as they come; (worker, None) once a worker's process has ended."""
+        by_object = {}
+        for worker in self.live:
+            by_object[self.pipes[worker]] = (worker, False)
+            by_object[self.processes[worker].sentinel] = (worker, True)
+        for ready in wait(list(by_object), timeout=timeout):
+            worker, ended = by_object[ready]
+            if worker not in self.live:
+                continue
+            if not ended:
+                try:
+                    yield worker, self.pipes[worker].recv()
+                except (EOFError, OSError):
+                    pass  # it ended mid-message: its sentinel reports it
+                continue
+            while self._poll(worker):  # what it sent before it ended comes first
+                try:
+                    yield worker, self.pipes[worker].recv()
+                except (EOFError, OSError):
+                    break
+            self.processes[worker].join(timeout=10)
+            self.live.discard(worker)
+            self.idle.discard(worker)
+            yield worker, None
+
+    def _poll(self, worker: int) -> bool:
+        try:
+            return self.pipes[worker].poll()
+        except (EOFError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Idle workers are told to stop; any still busy (an interrupted run) are terminated."""
+        for worker in self.idle:
+            self._send(worker, None)
+        for worker in self.idle:
+            self.processes[worker].join(timeout=10)
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(timeout=10)
+        for pipe in self.pipes:
+            pipe.close()
+
+
 def run_on_devices(request, devices, store: PartialStore, todo: list[tuple[int, list[Region]]], total: int,
-                   reporter: Reporter, log) -> list[RegionSummary]:
-    """Compute `todo` (batch index, regions) on one worker per device; summaries of what finished."""
-    context = multiprocessing.get_context("spawn")
-    tasks, results = context.Queue(), context.Queue()
-    for item in sorted(todo, key=lambda item: (-sum(len(r) for r in item[1]), item[0])):  # longest first
-        tasks.put(item)
-    for _ in devices:
-        tasks.put(None)
+                   reporter: Reporter, log, target=None) -> list[RegionSummary]:
+    """Compute `todo` (batch index, regions) on one worker per device; summaries of what finished.
+    `target(setup, worker, device name, connection)` runs in each process (default `_worker`)."""
     cpu_workers = sum(1 for d in devices if d.type == "cpu")
     setup = WorkerSetup(request, store.folder, store.identity, store.attributes, store.token,
                         threads=max(1, torch.get_num_threads() // max(cpu_workers, 1)))
-    workers = [context.Process(target=_worker, args=(setup, i, str(d), tasks, results), daemon=True)
-               for i, d in enumerate(devices)]
     reporter.info(f"{len(todo)} batches on {len(devices)} workers: {', '.join(str(d) for d in devices)}")
-    for process in workers:
-        process.start()
-    pending = {index for index, _ in todo}
-    holding: dict[int, int] = {}  # worker -> batch index in hand
+    workers = _Workers(setup, devices, todo, target)
     failures: list[tuple[bool, str]] = []
     summaries: list[RegionSummary] = []
     try:
-        while pending:
-            try:
-                message = results.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                for worker, process in enumerate(workers):
-                    if not process.is_alive() and worker in holding:
-                        index = holding.pop(worker)
-                        pending.discard(index)
-                        failures.append((False, f"worker on {devices[worker]} died (exit code {process.exitcode}) in batch {index}"))
-                if not any(process.is_alive() for process in workers) and results.empty():
-                    break
-                continue
-            kind, worker = message[0], message[1]
-            if kind == "started":
-                holding[worker] = message[2]
-            elif kind == "done":
-                holding.pop(worker, None)
-                pending.discard(message[2])
-                for summary in message[3]:
-                    summaries.append(summary)
-                    log.write(summary, str(devices[worker]))
-                    reporter.region_finished(summary)
-            elif kind == "failed":
-                holding.pop(worker, None)
-                pending.discard(message[2])
-                failures.append((message[3], f"{devices[worker]}: {message[4]}"))
-            elif kind == "dead":
-                failures.append((False, f"worker on {devices[worker]} could not start: {message[2]}"))
+        while workers.live and (workers.queue or workers.holding):
+            for worker, message in workers.messages(POLL_SECONDS):
+                device = devices[worker]
+                if message is None:  # the process ended
+                    held = workers.holding.pop(worker, None)
+                    code = workers.processes[worker].exitcode
+                    if held is None:
+                        continue
+                    death = f"worker on {device} died (exit code {code})"
+                    if store.has_batch(held[0]):  # killed after committing it, before reporting it
+                        reporter.warn(f"{death} after saving batch {held[0]}: its regions are kept "
+                                      "(their summary lines are missing)")
+                    else:
+                        failures.append((False, f"{death} in batch {held[0]}"))
+                    continue
+                kind = message[0]
+                if kind == "dead":  # could not start: its batch goes back for the others
+                    failures.append((False, f"worker on {device} could not start: {message[1]}"))
+                    held = workers.holding.pop(worker, None)
+                    if held is not None:
+                        workers.give_back(held)
+                    continue
+                workers.holding.pop(worker, None)
+                if kind == "done":
+                    for summary in message[2]:
+                        summaries.append(summary)
+                        log.write(summary, str(device))
+                        reporter.region_finished(summary)
+                else:  # "failed"
+                    failures.append((message[2], f"{device}: {message[3]}"))
+                workers.hand_out(worker)
     finally:
-        for process in workers:
-            if process.is_alive():
-                process.terminate()
-        for process in workers:
-            process.join(timeout=10)
-    if pending:
-        failures.append((False, f"{len(pending)} batches were not computed (no worker left)"))
+        workers.stop()
+    missing = len(workers.queue) + len(workers.holding)
+    if missing:
+        failures.append((False, f"{missing} batches were not computed (no worker left)"))
     if failures:
         first = failures[0][1]
         more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
