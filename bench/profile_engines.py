@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from bench.results_io import git_commit
 from bench.throughput import build_model, run_engine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu-2core-profile.json"
@@ -80,7 +81,7 @@ def main() -> None:
         record["times_forward"] = round(record["wall_seconds"] / forward, 2) if forward else None
     result = {
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-                        "model": "builtin", "length": args.length, "kernels": args.kernels},
+                        "model": "builtin", "length": args.length, "kernels": args.kernels, "git_commit": git_commit()},
         "records": records,
     }
     text = json.dumps(result, indent=1)

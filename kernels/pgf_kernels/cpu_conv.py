@@ -51,6 +51,12 @@ if njit is not None:
                 for e in range(E):
                     acc[e] += wT[k, e] * tail[bi, K - 1 + i, e]
 
+    @njit(cache=True)
+    def _job_span(job, n_blocks, total):
+        """(row, start, end) of work item `job` of rows x blocks of POSITIONS_PER_JOB positions."""
+        start = (job % n_blocks) * POSITIONS_PER_JOB
+        return job // n_blocks, start, min(total, start + POSITIONS_PER_JOB)
+
     @njit(parallel=True, fastmath=_FASTMATH, cache=True)
     def _pre_kernel(x, tail, wT, bias, has_bias, out, apply_silu, zero, one):
         """out = pre, or silu(pre) with apply_silu. x (b, T, E), tail (b, K-1, E), wT (K, E)."""
@@ -58,9 +64,7 @@ if njit is not None:
         K = wT.shape[0]
         n_blocks = (T + POSITIONS_PER_JOB - 1) // POSITIONS_PER_JOB
         for job in prange(b * n_blocks):
-            bi = job // n_blocks
-            t0 = (job % n_blocks) * POSITIONS_PER_JOB
-            t1 = min(T, t0 + POSITIONS_PER_JOB)
+            bi, t0, t1 = _job_span(job, n_blocks, T)
             acc = np.empty(E, dtype=out.dtype)
             for t in range(t0, t1):
                 _pre_at(x, tail, wT, bias, has_bias, bi, t, acc, zero)
@@ -78,9 +82,7 @@ if njit is not None:
         K = wT.shape[0]
         n_blocks = (T + POSITIONS_PER_JOB - 1) // POSITIONS_PER_JOB
         for job in prange(b * n_blocks):
-            bi = job // n_blocks
-            t0 = (job % n_blocks) * POSITIONS_PER_JOB
-            t1 = min(T, t0 + POSITIONS_PER_JOB)
+            bi, t0, t1 = _job_span(job, n_blocks, T)
             acc = np.empty(E, dtype=dx.dtype)
             for t in range(t0, t1):
                 _pre_at(x, tail, wT, bias, has_bias, bi, t, acc, zero)
@@ -90,9 +92,7 @@ if njit is not None:
         total = K - 1 + T  # positions of u = [tail ; x]
         n_blocks = (total + POSITIONS_PER_JOB - 1) // POSITIONS_PER_JOB
         for job in prange(b * n_blocks):
-            bi = job // n_blocks
-            i0 = (job % n_blocks) * POSITIONS_PER_JOB
-            i1 = min(total, i0 + POSITIONS_PER_JOB)
+            bi, i0, i1 = _job_span(job, n_blocks, total)
             acc = np.empty(E, dtype=dx.dtype)
             for i in range(i0, i1):
                 for e in range(E):
