@@ -3,8 +3,9 @@
 For each engine (forward, gradient, tangent16, autograd) at one length with one kernels
 backend: the wall time of an unprofiled call (after a warm-up call), then one profiled call,
 reported as
-  phases  the adjoint's own labels (pgf::forward_pass, pgf::recompute, pgf::backward:
-          record_function in pgf.engine.adjoint), CPU total seconds each;
+  phases  the adjoint's own labels (pgf::forward_pass, pgf::backward, and pgf::recompute where a
+          tile is recomputed under autograd: the reference kernels; record_function in
+          pgf.engine.adjoint), CPU total seconds each;
   ops     the operators with the most self CPU time (name, self seconds, calls, share);
 and every engine's wall time as a multiple of the forward's. The profiler adds overhead, so
 phase and op seconds are read as shares of their own profiled total, not next to wall times.

@@ -83,3 +83,26 @@ def test_progress_counts_to_total_and_parameters_stay_trainable():
     PgfEngine(tile=16).gradient(model, onehot(40), parse_target(None, model).readout([0]), lambda d, t: calls.append((d, t)))
     assert calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1]
     assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind, target", [("track-bi", "sum"), ("caduceus-ps", "loglik"), ("hf-mamba", "loglik")])
+def test_compiled_kernels_pull_back_without_rerunning_the_scans(kind, target, monkeypatch):
+    """With the compiled CPU kernels the forward pass keeps each scan tile's chunk states (a residual)
+    and the reverse pass uses the mixer's own VJP: the scan's forward kernel runs once per tile and
+    scan, in the forward pass only, and the gradient still equals autograd's. With the reference
+    kernels (no residual) every tile is recomputed."""
+    from pgf_kernels import cpu_scan, kernel_backend
+
+    model = build(kind).double()
+    L, tile = 200, 64
+    counts = []
+    real = cpu_scan.scan_forward
+    monkeypatch.setattr(cpu_scan, "scan_forward", lambda *a, **k: counts.append(1) or real(*a, **k))
+    with kernel_backend("auto"):
+        error, _ = compare(model, target, L, tile)
+    counts.clear()
+    with kernel_backend("auto"):
+        PgfEngine(tile=tile).gradient(model, onehot(L, dtype=torch.float64), parse_target(target, model).readout([0]))
+    n_scans = sum(len(layer.scans) for layer in model.tiled_layers())
+    assert len(counts) == n_scans * -(-L // tile)
+    assert error < 1e-10

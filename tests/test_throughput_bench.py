@@ -66,7 +66,8 @@ def test_profile_names_the_adjoint_phases():
     model = throughput.build_model("builtin")
     with kernel_backend("cpu"):
         record = profile_engines.profile_engine(model, "gradient", 1024, top=5)
-    assert set(record["phases_cpu_seconds"]) == set(profile_engines.PHASES)
+    # no pgf::recompute: the compiled kernels keep residuals, the reverse pass does not rerun the scans
+    assert set(record["phases_cpu_seconds"]) == {"pgf::forward_pass", "pgf::backward"}
     assert all(seconds > 0 for seconds in record["phases_cpu_seconds"].values())
     assert len(record["ops"]) == 5 and all(op["calls"] > 0 for op in record["ops"])
     assert 0 < sum(op["share"] for op in record["ops"]) <= 1.0001 and record["wall_seconds"] > 0

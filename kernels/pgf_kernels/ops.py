@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 
@@ -153,6 +154,62 @@ def selective_scan(
     function = _CpuScanFunction if name == "cpu" else _ScanFunction
     y, h_last, _ = function.apply(x, delta, A, B, C, D, z, h0, chunk)
     return y, h_last
+
+
+class ScanResidual(NamedTuple):
+    """What `selective_scan_vjp` needs of a compiled scan call besides its inputs."""
+
+    backend: str  # "cpu" or "triton"
+    starts: torch.Tensor  # chunk-start states (b, n_chunks, E, N)
+    chunk: int | None
+
+
+def selective_scan_saving(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    h0: torch.Tensor | None = None,
+    *,
+    backend: str | None = None,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, ScanResidual | None]:
+    """`selective_scan` without autograd, and its residual: what `selective_scan_vjp` needs to pull
+    cotangents back through this call later without running it again (the compiled kernels'
+    chunk-start states, a few % of the inputs' size); None for the reference (recompute instead)."""
+    name = resolve_backend(x, A, D, backend)
+    with torch.no_grad():
+        if name == "reference":
+            y, h_last = selective_scan_ref(x, delta, A, B, C, D, z, h0, chunk=chunk)
+            return y, h_last, None
+        forward = _cpu_forward if name == "cpu" else _triton_forward
+        y, h_last, starts = forward(x, delta, A, B, C, D, z, h0, chunk)
+    return y, h_last, ScanResidual(name, starts, chunk)
+
+
+def selective_scan_vjp(
+    residual: ScanResidual,
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    dy: torch.Tensor,
+    dh_last: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
+    """(dx, ddelta, dB, dC, dz | None, dh0) of the `selective_scan_saving` call that gave `residual`
+    (same inputs), for the cotangents dy of y and dh_last of h_last (None: zero); dh0 in the state's
+    dtype, the others in their inputs'."""
+    backward = _cpu_backward if residual.backend == "cpu" else _triton_backward
+    with torch.no_grad():
+        grads = backward(x, delta, A, B, C, D, z, residual.starts.to(x.device), dy, dh_last, residual.chunk)[:6]
+    inputs = (x, delta, B, C, z)
+    return (*(None if g is None else g.to(t.dtype) for g, t in zip(grads[:5], inputs)), grads[5])
 
 
 def causal_conv1d(

@@ -2,18 +2,21 @@
 
 Forward pass: the stream entering every layer is kept (L x width per layer; on
 host memory with offload), and every scan's carried state at the start of
-every tile; nothing else. Reverse pass, last layer first: the cotangent of the
+every tile; on CPU also each scan tile's residual (the compiled scan's chunk
+states, see `_Saving`). Reverse pass, last layer first: the cotangent of the
 layer's output is pulled back through its pointwise parts tile by tile and
 through each scan tile by tile against the scan's direction (right to left for
-causal scans, left to right for anti-causal ones), recomputing one tile at a
-time from its saved start state and carrying the state's cotangent. The result
-is the same function autograd computes, only reordered and recomputed.
+causal scans, left to right for anti-causal ones), one tile at a time from its
+saved start state, carrying the state's cotangent: through the mixer's own VJP
+from the residual (the scan is not run again), or by recomputing the tile under
+autograd. The result is the same function autograd computes, only reordered
+and recomputed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.profiler import record_function
@@ -23,6 +26,7 @@ from pgf.engine.streaming import layer_sweep
 from pgf.engine.tiles import ProgressCounter, TileOutput, Tiles, frozen, map_tiles, sweep_order
 
 StartStates = dict[tuple[int, int], ScanState]  # tile span -> the scan's state at its start
+Residuals = dict[tuple[int, int], object]  # tile span -> what the scan's mixer kept of it (Scan.tile_saving)
 
 
 @dataclass
@@ -86,11 +90,12 @@ def adjoint_gradient(
         with record_function("pgf::forward_pass"):
             stream = map_tiles(model.embed, onehot, tiles)
             store.decide(len(layers), stream)
-            inputs, starts = [], []
+            inputs, starts, residuals = [], [], []
             for layer in layers:
                 inputs.append(store.store(stream))
-                stream, layer_starts = _layer_forward(layer, stream, tiles, store, counter)
+                stream, layer_starts, layer_residuals = _layer_forward(layer, stream, tiles, store, counter)
                 starts.append(layer_starts)
+                residuals.append(layer_residuals)
 
         # f and its cotangent at the last stream, tile by tile; each tile of the stream is
         # read once, so its cotangent overwrites it in place (and no other name may keep it:
@@ -109,7 +114,7 @@ def adjoint_gradient(
         # reverse pass, last layer first; each layer's input is released once pulled back through
         for layer in reversed(layers):
             x = inputs.pop().to(onehot.device, non_blocking=True)
-            cotangent = _layer_backward(layer, x, cotangent, starts.pop(), tiles, counter)
+            cotangent = _layer_backward(layer, x, cotangent, starts.pop(), residuals.pop(), tiles, counter)
             del x
         gradient = pointwise_vjp(model.embed, onehot, cotangent, tiles)
         for _ in tiles:
@@ -117,10 +122,37 @@ def adjoint_gradient(
     return GradientResult(gradient=gradient, target_value=values, offloaded=store.active)
 
 
+class _Saving:
+    """A scan whose tiles also keep their residuals (`Scan.tile_saving`), in sweep order, for the
+    reverse pass to pull back through without recomputing the scan. Kept on CPU only: they add a
+    quarter to a half of the layer inputs' memory (the compiled scan's chunk states, E N / 128 per
+    position), which host memory affords; on a GPU, where device memory bounds the length, the
+    tiles are recomputed (not yet measured there)."""
+
+    def __init__(self, scan: Scan, keep: bool):
+        self.scan, self.keep, self.reverse = scan, keep, scan.reverse
+        self.residuals: list[object] = []
+
+    def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
+        return self.scan.zero_state(batch, like)
+
+    def tile(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
+        if not self.keep:
+            return self.scan.tile(x_tile, state)
+        out, new_state, residual = self.scan.tile_saving(x_tile, state)
+        self.residuals.append(residual)
+        return out, new_state
+
+    def by_tile(self, tiles: Tiles) -> Residuals:
+        return dict(zip(sweep_order(self.reverse, tiles), self.residuals)) if self.keep else {}
+
+
 def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offload, counter: ProgressCounter):
-    """The layer's output stream, and each scan's state at the start of each tile it visits."""
+    """The layer's output stream, each scan's state at the start of each tile it visits, and each
+    scan's residuals by tile (what its mixer keeps to be pulled back through without a recompute)."""
     layer_starts: list[StartStates] = [{} for _ in layer.scans]
     saved: dict[int, tuple[torch.Tensor, ...]] = {}
+    saving = [_Saving(scan, keep=x.device.type == "cpu") for scan in layer.scans]
 
     def keep(number: int, index: int, span: tuple[int, int], state: ScanState) -> None:
         if index == 0:
@@ -131,7 +163,8 @@ def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offl
             buffer_part[index].copy_(part)
         layer_starts[number][span] = tuple(buffer_part[index] for buffer_part in saved[number])
 
-    return layer_sweep(layer, x, tiles, counter=counter, visit=keep), layer_starts
+    output = layer_sweep(replace(layer, scans=saving), x, tiles, counter=counter, visit=keep)
+    return output, layer_starts, [scan.by_tile(tiles) for scan in saving]
 
 
 def _scan_outputs(scan: Scan, x: torch.Tensor, starts: StartStates, tiles: Tiles) -> torch.Tensor:
@@ -147,6 +180,7 @@ def _layer_backward(
     x: torch.Tensor,
     cotangent: torch.Tensor,
     layer_starts: list[StartStates],
+    layer_residuals: list[Residuals],
     tiles: Tiles,
     counter: ProgressCounter,
 ) -> torch.Tensor:
@@ -168,8 +202,9 @@ def _layer_backward(
             for buffer, grad in zip(scan_cotangents, grads[1:]):
                 buffer[:, s:e] = grad
         del contributions
-    for scan, scan_starts, scan_cotangent in zip(layer.scans, layer_starts, scan_cotangents):
-        _scan_backward(scan, x, scan_cotangent, scan_starts, tiles, x_bar, counter)
+    for scan, scan_starts, scan_residuals, scan_cotangent in zip(layer.scans, layer_starts, layer_residuals,
+                                                                  scan_cotangents):
+        _scan_backward(scan, x, scan_cotangent, scan_starts, scan_residuals, tiles, x_bar, counter)
     return x_bar
 
 
@@ -178,13 +213,23 @@ def _scan_backward(
     x: torch.Tensor,
     cotangent: torch.Tensor,
     scan_starts: StartStates,
+    scan_residuals: Residuals,
     tiles: Tiles,
     x_bar: torch.Tensor,
     counter: ProgressCounter,
 ) -> None:
-    """Add the scan's pull-back to x_bar, visiting tiles against the scan's direction."""
+    """Add the scan's pull-back to x_bar, visiting tiles against the scan's direction: through the
+    mixer's own VJP where the forward pass kept a residual, else by recomputing the tile under autograd."""
     state_bar = None
     for s, e in reversed(sweep_order(scan.reverse, tiles)):
+        residual = scan_residuals.get((s, e))
+        if residual is not None:
+            with record_function("pgf::backward"):
+                tile_bar, state_bar = scan.tile_vjp(x[:, s:e], tuple(t.to(x.device) for t in scan_starts[(s, e)]),
+                                                    residual, cotangent[:, s:e], state_bar)
+            x_bar[:, s:e] += tile_bar
+            counter.step()
+            continue
         x_tile = x[:, s:e].detach().requires_grad_(True)
         state = tuple(t.to(x.device).detach().requires_grad_(True) for t in scan_starts[(s, e)])
         with torch.enable_grad(), record_function("pgf::recompute"):

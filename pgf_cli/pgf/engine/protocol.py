@@ -85,6 +85,45 @@ class Scan:
         """Contribution over the whole sequence, from the zero state."""
         return self.tile(x, self.zero_state(x.shape[0], x))[0]
 
+    def tile_saving(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState, object]:
+        """`tile`, and the mixer's residual for `tile_vjp` (None when its mixer keeps none: a mixer
+        may offer forward_tile_saving(u, state) -> (out, state', residual) and
+        tile_vjp(u, state, residual, out_bar, state_bar) -> (u_bar, state_bar before the tile))."""
+        saving = getattr(self.mixer, "forward_tile_saving", None)
+        if saving is None:
+            return (*self.tile(x_tile, state), None)
+        u = self.prepare(x_tile)
+        if self.reverse:
+            u = u.flip(1)
+        out, new_state, residual = saving(u, state)
+        if self.reverse:
+            out = out.flip(1)
+        return self.place(out), tuple(new_state), residual
+
+    def tile_vjp(self, x_tile: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
+                 state_bar: ScanState | None) -> tuple[torch.Tensor, ScanState]:
+        """(x_bar, state_bar before the tile) through the mixer's own VJP, from a residual of
+        `tile_saving`. `place` must be linear (pgf's are: identity, zero padding, flips) so that its
+        pull-back needs no value; the mixer's output must have its input's shape."""
+        with torch.enable_grad():
+            x = x_tile.detach().requires_grad_(True)
+            u = self.prepare(x)
+        u_in = u.flip(1) if self.reverse else u
+        mixer_bar = out_bar
+        if self.place is not identity:
+            probe = torch.zeros_like(u_in, requires_grad=True)
+            with torch.enable_grad():
+                (mixer_bar,) = torch.autograd.grad(self.place(probe), probe, out_bar)
+        if self.reverse:
+            mixer_bar = mixer_bar.flip(1)
+        u_bar, state_bar_before = self.mixer.tile_vjp(u_in.detach(), state, residual, mixer_bar, state_bar)
+        if self.reverse:
+            u_bar = u_bar.flip(1)
+        if u is x:
+            return u_bar, tuple(state_bar_before)
+        (x_bar,) = torch.autograd.grad(u, x, u_bar)
+        return x_bar, tuple(state_bar_before)
+
 
 @dataclass
 class TiledLayer:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgf.engine.protocol import Pointwise, Scan, identity
-from pgf_kernels import causal_conv1d, selective_scan
+from pgf_kernels import causal_conv1d, selective_scan, selective_scan_saving, selective_scan_vjp
 
 
 class MixerState(NamedTuple):
@@ -84,9 +84,8 @@ class MambaMixer(nn.Module):
             ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=state_dtype, device=like.device),
         )
 
-    def forward_tile(self, hidden: torch.Tensor, state: MixerState) -> tuple[torch.Tensor, MixerState]:
-        """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
-        state = MixerState(*state)
+    def _scan_inputs(self, hidden: torch.Tensor, state: MixerState):
+        """The tile's pointwise part: (x, delta, A, B, C, z) for the scan, and the conv state after it."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         # the conv state after the tile: its last K-1 inputs (a copy, not a view: a saved state
         # must not keep the whole tile alive)
@@ -96,8 +95,45 @@ class MambaMixer(nn.Module):
         dt_low, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt_low))
         A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
+        return (x, delta, A, B, C, z), conv_state
+
+    def forward_tile(self, hidden: torch.Tensor, state: MixerState) -> tuple[torch.Tensor, MixerState]:
+        """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
+        state = MixerState(*state)
+        (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state)
         y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm)
         return self.out_proj(y.to(hidden.dtype)), MixerState(conv=conv_state, ssm=ssm_state)
+
+    def forward_tile_saving(self, hidden: torch.Tensor, state: MixerState):
+        """`forward_tile` (no autograd), and the residual `tile_vjp` needs to pull cotangents back
+        through this tile without running its scan again (None with the reference scan)."""
+        state = MixerState(*state)
+        with torch.no_grad():
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state)
+            y, ssm_state, residual = selective_scan_saving(x, delta, A, B, C, self.D, z, h0=state.ssm)
+            out = self.out_proj(y.to(hidden.dtype))
+        return out, MixerState(conv=conv_state, ssm=ssm_state), residual
+
+    def tile_vjp(self, hidden: torch.Tensor, state: MixerState, residual, out_bar: torch.Tensor,
+                 state_bar: MixerState | None) -> tuple[torch.Tensor, MixerState]:
+        """(d/d hidden, d/d state) of <out_bar, out> + <state_bar, state after> for the tile that gave
+        `residual`: the pointwise parts are recomputed under autograd, the scan is not (its adjoint
+        kernel starts from the residual's chunk states); out = out_proj(y) is linear in y."""
+        state = MixerState(*state)
+        with torch.enable_grad():
+            hidden = hidden.detach().requires_grad_(True)
+            conv_in = state.conv.detach().requires_grad_(True)
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, MixerState(conv_in, state.ssm))
+        dy = (out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(x.dtype)
+        ssm_bar = None if state_bar is None else MixerState(*state_bar).ssm
+        dx, ddelta, dB, dC, dz, dh0 = selective_scan_vjp(residual, x.detach(), delta.detach(), A, B.detach(),
+                                                         C.detach(), self.D, z.detach(), dy, ssm_bar)
+        outputs, grads = [x, delta, B, C, z], [dx, ddelta, dB, dC, dz]
+        if state_bar is not None:
+            outputs.append(conv_state)
+            grads.append(MixerState(*state_bar).conv)
+        hidden_bar, conv_bar = torch.autograd.grad(outputs, [hidden, conv_in], grads, allow_unused=True)
+        return hidden_bar, MixerState(conv=torch.zeros_like(conv_in) if conv_bar is None else conv_bar, ssm=dh0)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""
