@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch.profiler import record_function
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from pgf.engine.protocol import Readout, Scan, ScanState, SweepModel, TiledLayer
 from pgf.engine.streaming import layer_sweep
@@ -129,9 +130,10 @@ class _Saving:
     position), which host memory affords; on a GPU, where device memory bounds the length, the
     tiles are recomputed (not yet measured there)."""
 
-    def __init__(self, scan: Scan, keep: bool):
-        self.scan, self.keep, self.reverse = scan, keep, scan.reverse
+    def __init__(self, scan: Scan, keep: bool, n_tiles: int):
+        self.scan, self.keep, self.reverse, self.n_tiles = scan, keep, scan.reverse, n_tiles
         self.residuals: list[object] = []
+        self.arenas: list[torch.Tensor | None] | None = None
 
     def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
         return self.scan.zero_state(batch, like)
@@ -140,8 +142,27 @@ class _Saving:
         if not self.keep:
             return self.scan.tile(x_tile, state)
         out, new_state, residual = self.scan.tile_saving(x_tile, state)
-        self.residuals.append(residual)
+        self.residuals.append(self._in_arena(residual))
         return out, new_state
+
+    def _in_arena(self, residual: object) -> object:
+        """The residual with its tensors copied into one buffer per part for all tiles (as the
+        start states are): thousands of small long-lived tensors between each tile's large
+        temporaries would fragment the heap (+30% of the gradient's own memory, measured)."""
+        leaves, spec = tree_flatten(residual)
+        if self.arenas is None:
+            self.arenas = [leaf.new_empty(self.n_tiles, leaf.numel()) if isinstance(leaf, torch.Tensor) else None
+                           for leaf in leaves]
+        index = len(self.residuals)
+        placed = []
+        for leaf, arena in zip(leaves, self.arenas):
+            if isinstance(leaf, torch.Tensor) and arena is not None and leaf.numel() <= arena.shape[1] \
+                    and leaf.dtype == arena.dtype and index < arena.shape[0]:
+                view = arena[index, : leaf.numel()].view(leaf.shape)
+                view.copy_(leaf)
+                leaf = view
+            placed.append(leaf)
+        return tree_unflatten(placed, spec)
 
     def by_tile(self, tiles: Tiles) -> Residuals:
         return dict(zip(sweep_order(self.reverse, tiles), self.residuals)) if self.keep else {}
@@ -152,7 +173,7 @@ def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offl
     scan's residuals by tile (what its mixer keeps to be pulled back through without a recompute)."""
     layer_starts: list[StartStates] = [{} for _ in layer.scans]
     saved: dict[int, tuple[torch.Tensor, ...]] = {}
-    saving = [_Saving(scan, keep=x.device.type == "cpu") for scan in layer.scans]
+    saving = [_Saving(scan, keep=x.device.type == "cpu", n_tiles=len(tiles)) for scan in layer.scans]
 
     def keep(number: int, index: int, span: tuple[int, int], state: ScanState) -> None:
         if index == 0:
