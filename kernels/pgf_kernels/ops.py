@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
+from torch.profiler import record_function
 
 from pgf_kernels.functions import KernelSet, scan_functions
 from pgf_kernels.reference import causal_conv1d_ref, selective_scan_ref
@@ -181,7 +182,7 @@ def selective_scan_saving(
     cotangents back through this call later without running it again (the compiled kernels'
     chunk-start states, a few % of the inputs' size); None for the reference (recompute instead)."""
     name = resolve_backend(x, A, D, backend)
-    with torch.no_grad():
+    with torch.no_grad(), record_function("pgf_kernels::scan_forward"):
         if name == "reference":
             y, h_last = selective_scan_ref(x, delta, A, B, C, D, z, h0, chunk=chunk)
             return y, h_last, None
@@ -206,7 +207,7 @@ def selective_scan_vjp(
     (same inputs), for the cotangents dy of y and dh_last of h_last (None: zero); dh0 in the state's
     dtype, the others in their inputs'."""
     backward = _cpu_backward if residual.backend == "cpu" else _triton_backward
-    with torch.no_grad():
+    with torch.no_grad(), record_function("pgf_kernels::scan_vjp"):
         grads = backward(x, delta, A, B, C, D, z, residual.starts.to(x.device), dy, dh_last, residual.chunk)[:6]
     inputs = (x, delta, B, C, z)
     return (*(None if g is None else g.to(t.dtype) for g, t in zip(grads[:5], inputs)), grads[5])
