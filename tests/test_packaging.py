@@ -31,14 +31,28 @@ def readme_commands():
     return [line.strip() for line in text.splitlines() if line.strip().startswith("python3 -m venv")]
 
 
-def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
+def test_readme_has_two_setup_commands_and_ci_runs_both():
+    """CI runs the user's install (no extras, in a fresh venv) and the developer's, each as the README says."""
     commands = readme_commands()
     assert len(commands) == 2
     install_and_run, install_and_test = commands
     assert "pgf attribute sample_data/genome.fa" in install_and_run
+    assert '-e .' in install_and_run and "[" not in install_and_run.split("&&")[1]  # no extras
     assert "pytest" in install_and_test
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert install_and_run in ci_lines
     assert install_and_test in ci_lines
+    first = ci_lines.index(install_and_run)
+    assert "rm -rf .venv" in " ".join(ci_lines[first - 3 : first])  # the user's venv is a fresh one
+    assert first < ci_lines.index(install_and_test)
+
+
+def test_every_import_is_a_declared_dependency():
+    """deptry: each module that pgf_cli/ and kernels/ import comes from a dependency pyproject.toml declares
+    (not one that happens to be installed through another package: typer 0.29 stopped bringing click)."""
+    result = subprocess.run([sys.executable, "-m", "deptry", "pgf_cli", "kernels"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_readme_sample_files_exist():

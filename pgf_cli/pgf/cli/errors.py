@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import click
 import typer
 
 from pgf.errors import PgfUserError
@@ -41,12 +40,11 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def _arguments(context=None) -> list[str]:
-    """The arguments after `pgf`: sys.argv for the real entry points, else rebuilt from the click context
-    (library use, tests: CliRunner does not set sys.argv)."""
+    """The arguments after `pgf`: sys.argv for the real entry points, else rebuilt from the command's
+    context (library use, tests: CliRunner does not set sys.argv); [] without one."""
     program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("")
     if program.name in ("pgf", "pgf.exe") or (program.name == "__main__.py" and program.parent.name == "pgf"):
         return sys.argv[1:]
-    context = context or click.get_current_context(silent=True)
     if context is None:
         return []
     arguments = [context.info_name] if context.parent is not None else []
@@ -67,7 +65,7 @@ def _arguments(context=None) -> list[str]:
 
 
 def command_line(context=None) -> str:
-    """The command as typed (quoted for a shell); `context`: the command's typer/click context."""
+    """The command as typed (quoted for a shell); `context`: the command's typer context."""
     global _LAST_CONTEXT
     _LAST_CONTEXT = context
     return " ".join(shlex.quote(arg) for arg in ["pgf", *_arguments(context)])
@@ -98,7 +96,7 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
 
 @dataclass
 class CliState:
-    """Options of the root command, carried to the subcommands in the click context (`ctx.obj`)."""
+    """Options of the root command, carried to the subcommands in the command context (`ctx.obj`)."""
 
     debug: bool = False
 
@@ -110,7 +108,12 @@ def debug_requested(ctx: typer.Context | None) -> bool:
 
 
 def run_guarded(work: Callable[[], T], ctx: typer.Context | None = None) -> T:
-    """Run `work`; print a one-line message instead of a traceback (unless --debug, read from `ctx`)."""
+    """Run `work`; print a one-line message instead of a traceback (unless --debug, read from `ctx`).
+
+    `ctx` is also what the resume hint rebuilds the command line from when sys.argv is not pgf's."""
+    global _LAST_CONTEXT
+    if ctx is not None:
+        _LAST_CONTEXT = ctx
     debug = debug_requested(ctx)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None

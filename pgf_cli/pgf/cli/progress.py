@@ -48,8 +48,7 @@ class RichReporter:
             TextColumn("{task.fields[rate]}"),
             console=self.console,
             transient=True,
-            # Rich draws nothing on a non-terminal (a log file, a pipe) except a blank
-            # line when the bar stops, which would sit before the one-line error message.
+            # nothing is drawn on a non-terminal (a log file, a pipe), where bars are noise
             disable=quiet or not self.console.is_interactive,
         )
         self._task = None
@@ -61,11 +60,15 @@ class RichReporter:
         self._regions = self._regions_done = 0
 
     def __enter__(self) -> "RichReporter":
-        self.progress.start()
+        if not self.progress.disable:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.progress.stop()
+        # a disabled display is never started: rich before 15 prints a blank line when one stops
+        # on a non-terminal, which would sit before the one-line error message
+        if not self.progress.disable:
+            self.progress.stop()
 
     def warn(self, message: str) -> None:
         self.console.print(f"WARNING: {message}", style="bold yellow", markup=False)

@@ -8,7 +8,6 @@ files, so nothing is downloaded when a report is written or opened.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 from dataclasses import dataclass
 from types import ModuleType
@@ -26,19 +25,23 @@ class MissingExtraError(PgfUserError):
     """An optional dependency of a command is not installed."""
 
 
-def _import(name: str, command: str, install: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise MissingExtraError(f"{command} needs {name.split('.')[0]}, which is not installed; install it with: {install}") from None
+def _missing(name: str, command: str, install: str) -> MissingExtraError:
+    return MissingExtraError(f"{command} needs {name}, which is not installed; install it with: {install}")
 
 
 def plotting() -> tuple[ModuleType, ModuleType]:
     """(matplotlib.pyplot on the Agg backend, logomaker), or a `MissingExtraError` naming the install command."""
-    matplotlib = _import("matplotlib", "pgf plot", PLOT_INSTALL)
+    try:
+        import matplotlib
+    except ImportError:
+        raise _missing("matplotlib", "pgf plot", PLOT_INSTALL) from None
     matplotlib.use("Agg")
-    pyplot = _import("matplotlib.pyplot", "pgf plot", PLOT_INSTALL)
-    logomaker = _import("logomaker", "pgf plot", PLOT_INSTALL)
+    import matplotlib.pyplot as pyplot
+
+    try:
+        import logomaker
+    except ImportError:
+        raise _missing("logomaker", "pgf plot", PLOT_INSTALL) from None
     return pyplot, logomaker
 
 
