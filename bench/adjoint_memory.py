@@ -56,7 +56,7 @@ def child(method: str, length: int, tile: int, device: str, save: str | None) ->
     import numpy as np
     import torch
 
-    from pgf.engine import AutogradEngine, PgfEngine
+    from pgf.engine import AutogradEngine, TiledEngine
     from pgf.models.targets import parse_target
 
     model = build_model().to(device)
@@ -74,7 +74,7 @@ def child(method: str, length: int, tile: int, device: str, save: str | None) ->
     elif method == "checkpoint":
         gradient, value = checkpointed_gradient(model, onehot, target)
     else:
-        result = PgfEngine(tile=tile).gradient(model, onehot, target.readout([0]))
+        result = TiledEngine(tile=tile).gradient(model, onehot, target.readout([0]))
         gradient, value = result.gradient, float(result.target_value[0])
     if device == "cuda":
         torch.cuda.synchronize()

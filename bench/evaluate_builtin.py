@@ -36,7 +36,7 @@ import torch
 
 from bench.results_io import git_commit
 
-from pgf.engine import PgfEngine
+from pgf.engine import PositionReadout, TiledEngine
 from pgf.io.genome import Genome
 from pgf.io.onehot import one_hot
 from pgf.io.regions import Region
@@ -80,13 +80,13 @@ def region_onehot(genome: Genome, chrom: str, start: int, end: int) -> torch.Ten
 
 def predictions(model, onehot: torch.Tensor) -> np.ndarray:
     """(L, C) track outputs by the tiled forward sweep."""
-    out = PgfEngine().forward(model, onehot, lambda outputs, _onehot, _offset: outputs["track"])
+    out = TiledEngine().forward(model, onehot, PositionReadout(lambda outputs, _onehot, _offset: outputs["track"]))
     return out[0].numpy()
 
 
 def input_x_gradient(model, onehot: torch.Tensor, target, region_start: int = 0) -> np.ndarray:
     """Input x gradient (the gradient at the observed base) of `target`, for a region starting at genome position `region_start`."""
-    result = PgfEngine().gradient(model, onehot, target.readout([region_start]))
+    result = TiledEngine().gradient(model, onehot, target.readout([region_start]))
     return (result.gradient[0] * onehot[0]).sum(dim=-1).numpy()
 
 
@@ -253,7 +253,7 @@ def taylor_vs_ism(model, genome: Genome, elements, motifs, channels: list[str]) 
         onehot = region_onehot(genome, element.chrom, lo, hi)
         w_lo = centre - ISM_WINDOW // 2 - lo
         target = parse_target(f"sum:{channel}", model).with_window(element.chrom, lo + w_lo, lo + w_lo + ISM_WINDOW)
-        gradient = PgfEngine().gradient(model, onehot, target.readout([lo])).gradient[0]
+        gradient = TiledEngine().gradient(model, onehot, target.readout([lo])).gradient[0]
         with torch.no_grad():
             reference_value = float(target.contributions(model(onehot), onehot, [lo]).sum())
         taylor, mutants = [], []

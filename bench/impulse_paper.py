@@ -93,7 +93,7 @@ def run_paper(mixer, u, u_dot):
 def run_pgf(mixer, u, u_dot, tile):
     from pgf.engine import Scan
     from pgf.engine.streaming import Dual, TangentMode
-    from pgf.engine.tiles import TileOutput, tile_spans
+    from pgf.engine.tile_primitives import TileOutput, tile_spans
 
     scan, mode, x = Scan(mixer), TangentMode(1), Dual(u, u_dot.unsqueeze(0))
     state, track = mode.zero_state(scan, x), TileOutput(u.shape[1])

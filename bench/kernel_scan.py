@@ -115,8 +115,8 @@ def traffic(method: str, L: int, E: int, N: int, batch: int, K: int, item: int, 
 def run_case(method, L, E, N, batch, dtype_name, K, chunk, blocks, device, timer, warmup, repeats):
     import torch
 
-    from pgf_kernels import triton_scan
-    from pgf_kernels.reference import selective_scan_ref
+    from pgf_kernels.scan import selective_scan_ref
+    from pgf_kernels.scan import triton as triton_scan
 
     dtype = getattr(torch, DTYPES[dtype_name])
     record = {"method": method, "length": L, "E": E, "N": N, "batch": batch, "dtype": dtype_name,
@@ -231,7 +231,7 @@ def main() -> None:
         sys.exit("bench/kernel_scan.py measures GPU kernels and needs CUDA (none found). "
                  "Run it on a GPU machine, or use --smoke for a tiny CPU check of the script.")
     device = torch.device("cuda" if not args.smoke else "cpu")
-    from pgf_kernels import triton_scan
+    from pgf_kernels.scan import triton as triton_scan
 
     chunk = args.chunk or triton_scan.default_chunk(device)
     blocks = json.loads(args.blocks) if args.blocks else None

@@ -7,8 +7,8 @@ bidirectional BiMamba (weight-tied in/out projections), d_state 16, fp32, random
 log-likelihood of the observed bases (`loglik`). Each (length, measurement) runs in its own
 child process, so each peak (torch.cuda.max_memory_allocated) is its own:
 
-  forward   the engine's forward sweep (`PgfEngine.forward`, same tiles, no gradients)
-  gradient  PgfEngine.gradient: d loglik / d one-hot at every base
+  forward   the engine's forward sweep (`TiledEngine.forward`, same tiles, no gradients)
+  gradient  TiledEngine.gradient: d loglik / d one-hot at every base
 
 Targets (reported as met / not met): peak <= 2 GB at 131k, <= 8 GB at 1M, gradient time
 <= 3 x forward time. One JSON line per measurement and one per length (the ratio); all of
@@ -50,7 +50,7 @@ def child(args) -> dict:
     """One measurement in this process: prints its JSON record."""
     import torch
 
-    from pgf.engine import PgfEngine
+    from pgf.engine import TiledEngine
     from pgf.models.targets import parse_target
     from pgf.workflows.effect import output_function
     from pgf_kernels import set_kernel_backend
@@ -74,10 +74,10 @@ def child(args) -> dict:
         began = time.perf_counter()
         if args.child == "forward":
             output, _, _ = output_function(model)
-            values = PgfEngine(tile=args.tile).forward(model, onehot, output)
+            values = TiledEngine(tile=args.tile).forward(model, onehot, output)
             record["output_sum"] = float(values.double().sum())
         else:
-            engine = PgfEngine(tile=args.tile, offload=offload)
+            engine = TiledEngine(tile=args.tile, offload=offload)
             result = engine.gradient(model, onehot, parse_target("loglik", model).readout([0]))
             record["target_value"] = float(result.target_value[0])
             record["gradient_finite"] = bool(torch.isfinite(result.gradient).all())

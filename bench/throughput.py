@@ -191,19 +191,16 @@ def device_memory(device: str) -> int:
 # cases (each runs in a fresh child process)
 
 
-class SumReadout:
-    """The first head summed over its channels: (b, T). It reads every row alike, so any rows of
-    a batch take the same readout (`rows`, as the CLI's target readouts have)."""
-
-    def __call__(self, outputs, onehot, offset):
-        out = next(iter(outputs.values())) if isinstance(outputs, dict) else outputs
-        return out.sum(-1) if out.dim() == 3 else out
-
-    def rows(self, start: int, end: int) -> "SumReadout":
-        return self
+def sum_first_head(outputs, onehot, offset):
+    """The first head summed over its channels: (b, T); every row alike (a `PositionReadout`)."""
+    out = next(iter(outputs.values())) if isinstance(outputs, dict) else outputs
+    return out.sum(-1) if out.dim() == 3 else out
 
 
-readout = SumReadout()
+def _readout():
+    from pgf.engine import PositionReadout
+
+    return PositionReadout(sum_first_head)
 
 
 def random_onehot(batch: int, length: int, seed: int = 0, device: str = "cpu"):
@@ -218,6 +215,7 @@ def run_engine(name: str, engine: str, model, length: int, device: str = "cpu"):
 
     from pgf.engine.registry import get_engine
 
+    readout = _readout()
     if engine == "batch":
         onehot = random_onehot(BATCH_REGIONS, BATCH_LENGTH, device=device)
     else:

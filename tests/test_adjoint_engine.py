@@ -5,7 +5,7 @@ import torch
 
 from helpers import build, onehot
 from pgf.engine.autograd import AutogradEngine
-from pgf.engine.tiled import PgfEngine
+from pgf.engine.tiled_engine import TiledEngine
 from pgf.models.targets import parse_target
 
 
@@ -17,7 +17,7 @@ def compare(model, target_spec, L, tile, dtype=torch.float64, start=5000, batch=
         target = target.with_window("chr1", start + window[0], start + window[1])
     starts = [start] * batch
     expected = AutogradEngine().gradient(model, x, target.readout(starts))
-    got = PgfEngine(tile=tile).gradient(model, x, target.readout(starts))
+    got = TiledEngine(tile=tile).gradient(model, x, target.readout(starts))
     scale = expected.gradient.abs().max()
     assert scale > 0
     gradient_error = float((got.gradient - expected.gradient).abs().max() / scale)
@@ -80,7 +80,7 @@ def test_length_one_tile_one_for_language_models():
 def test_progress_counts_to_total_and_parameters_stay_trainable():
     model = build("caduceus-ps").double()
     calls = []
-    PgfEngine(tile=16).gradient(model, onehot(40), parse_target(None, model).readout([0]), lambda d, t: calls.append((d, t)))
+    TiledEngine(tile=16).gradient(model, onehot(40), parse_target(None, model).readout([0]), lambda d, t: calls.append((d, t)))
     assert calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1]
     assert all(p.requires_grad for p in model.parameters())
 
@@ -102,7 +102,7 @@ def test_compiled_kernels_pull_back_without_rerunning_the_scans(kind, target, mo
         error, _ = compare(model, target, L, tile)
     counts.clear()
     with kernel_backend("auto"):
-        PgfEngine(tile=tile).gradient(model, onehot(L, dtype=torch.float64), parse_target(target, model).readout([0]))
+        TiledEngine(tile=tile).gradient(model, onehot(L, dtype=torch.float64), parse_target(target, model).readout([0]))
     n_scans = sum(len(layer.scans) for layer in model.tiled_layers())
     assert len(counts) == n_scans * -(-L // tile)
     assert error < 1e-10

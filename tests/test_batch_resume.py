@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from helpers import random_sequence, write_fasta
 from pgf.cli.app import app
-from pgf.engine import PgfEngine
+from pgf.engine import TiledEngine
 from pgf.io.regions import Region
 from pgf.io.tracks import stream_value_runs, value_runs
 from pgf.workflows.shards import shard_assignment, shard_regions
@@ -68,7 +68,7 @@ def assert_same_groups(a: Path, b: Path) -> None:
 
 
 def stop_on_call(monkeypatch, number: int, exception: BaseException) -> None:
-    original = PgfEngine.gradient
+    original = TiledEngine.gradient
     calls = {"n": 0}
 
     def gradient(self, *args, **kwargs):
@@ -77,7 +77,7 @@ def stop_on_call(monkeypatch, number: int, exception: BaseException) -> None:
             raise exception
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(PgfEngine, "gradient", gradient)
+    monkeypatch.setattr(TiledEngine, "gradient", gradient)
 
 
 @pytest.fixture(scope="module")

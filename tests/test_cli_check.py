@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from helpers import random_sequence, write_fasta
 from pgf.cli.app import app
-from pgf.engine import GradientResult, PgfEngine
+from pgf.engine import GradientResult, TiledEngine
 from pgf.errors import PgfUserError
 from pgf.workflows.check import CheckRequest, run_check
 
@@ -33,13 +33,13 @@ def test_check_agrees_and_reports_numbers(fasta):
 
 
 def test_check_fails_loudly_when_engines_disagree(fasta, monkeypatch):
-    original = PgfEngine.gradient
+    original = TiledEngine.gradient
 
     def skewed(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
         return GradientResult(result.gradient * 1.01, result.target_value)
 
-    monkeypatch.setattr(PgfEngine, "gradient", skewed)
+    monkeypatch.setattr(TiledEngine, "gradient", skewed)
     result = invoke("check", fasta, "--region", "chr1:1-300", "--model", "random-test", "--length", 100)
     assert result.exit_code == 1
     assert "FAILED" in result.stderr

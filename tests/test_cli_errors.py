@@ -21,7 +21,7 @@ import torch
 from typer.testing import CliRunner
 
 from pgf.cli.app import app
-from pgf.engine import PgfEngine
+from pgf.engine import TiledEngine
 from helpers import random_sequence, write_fasta
 
 CHROM_SIZES = {"chr1": 1200, "chr2": 600}
@@ -297,7 +297,7 @@ def test_missing_output_option_is_a_usage_error(genome):
 
 def fail_on_call(monkeypatch, number: int, exception: BaseException) -> dict[str, int]:
     """Make the default (PGF adjoint) engine raise `exception` on its `number`-th call (1-based)."""
-    original = PgfEngine.gradient
+    original = TiledEngine.gradient
     calls = {"n": 0}
 
     def gradient(self, *args, **kwargs):
@@ -306,7 +306,7 @@ def fail_on_call(monkeypatch, number: int, exception: BaseException) -> dict[str
             raise exception
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(PgfEngine, "gradient", gradient)
+    monkeypatch.setattr(TiledEngine, "gradient", gradient)
     return calls
 
 

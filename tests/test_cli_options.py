@@ -40,3 +40,34 @@ def test_region_and_tile_keep_their_flags():
     assert order[:4] == ["fasta", "region", "regions", "model"] and order[-4:] == ["output", "fmt", "force", "quiet"]
     order = [p.name for p in group.commands["effect"].params]
     assert order[:3] == ["fasta", "region", "variant"] and order.index("output") == order.index("channel") + 1
+
+
+def all_commands() -> dict:
+    """{command path: {parameter name: parameter}} of every command, sub-commands included ("export modisco")."""
+    group = typer.main.get_command(app)
+    found = {}
+    for name, command in group.commands.items():
+        for sub_name, sub in getattr(command, "commands", {}).items():
+            found[f"{name} {sub_name}"] = {p.name: p for p in sub.params}
+        if not hasattr(command, "commands"):
+            found[name] = {p.name: p for p in command.params}
+    return found
+
+
+def test_options_of_the_output_commands_are_identical():
+    commands = all_commands()
+    shared = {
+        "h5": ("plot", "report", "export modisco"),
+        "bed": ("plot", "report"),
+        "fmt": ("attribute", "merge"),
+        "force": ("attribute", "effect", "plot", "report", "export modisco", "merge"),
+        "quiet": ("attribute", "effect", "plot", "report", "export modisco", "merge"),
+    }
+    for name, users in shared.items():
+        seen = {describe(commands[command][name]) for command in users}
+        assert len(seen) == 1, (name, seen)
+    for command, params in commands.items():  # -o is --output wherever a command writes one
+        outputs = [p for p in params.values() if "-o" in p.opts]
+        assert [p.opts for p in outputs] in ([], [["--output", "-o"]]), command
+    assert commands["effect"]["vcf"].opts == commands["report"]["vcf"].opts == ["--vcf"]
+    assert commands["effect"]["vcf"].metavar == commands["report"]["vcf"].metavar == "VCF"

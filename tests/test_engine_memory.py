@@ -16,7 +16,7 @@ from torch.utils._pytree import tree_leaves
 from helpers import build, onehot
 from pgf.engine import adjoint
 from pgf.engine.autograd import AutogradEngine
-from pgf.engine.tiled import PgfEngine
+from pgf.engine.tiled_engine import TiledEngine
 from pgf.models.targets import parse_target
 from pgf.workflows.effect import output_function
 
@@ -79,7 +79,7 @@ def test_adjoint_sweep_holds_three_whole_length_tensors(kind, monkeypatch):
     counter = WholeLengthTensors(L, stream_width(model, x))
     monkeypatch.setattr(adjoint, "Offload", HostOffload)
     with counter:
-        result = PgfEngine(tile=64).gradient(model, x, target.readout([0]))
+        result = TiledEngine(tile=64).gradient(model, x, target.readout([0]))
     assert counter.peak == 3
     expected = AutogradEngine().gradient(model, x, target.readout([0])).gradient
     scale = expected.abs().max()
@@ -93,7 +93,7 @@ def test_forward_sweep_holds_two_whole_length_tensors_for_additive_layers(kind):
     output, _, _ = output_function(model)
     counter = WholeLengthTensors(L, stream_width(model, x))
     with counter:
-        swept = PgfEngine(tile=64).forward(model, x, output)
+        swept = TiledEngine(tile=64).forward(model, x, output)
     assert counter.peak == 2  # a layer's input and output, however many scans it has
-    whole = PgfEngine(tile=L).forward(model, x, output)
+    whole = TiledEngine(tile=L).forward(model, x, output)
     assert whole.abs().max() > 0 and float((swept - whole).abs().max() / whole.abs().max()) < 1e-10

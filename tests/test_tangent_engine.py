@@ -5,7 +5,7 @@ import torch
 from torch.func import jvp
 
 from helpers import MODEL_KINDS, build, onehot
-from pgf.engine.tiled import PgfEngine
+from pgf.engine.tiled_engine import TiledEngine
 from pgf.workflows.effect import output_function
 
 
@@ -28,7 +28,7 @@ def test_tangent_equals_jvp_fp64(kind, L, tile):
     model = build(kind).double()
     output, _, _ = output_function(model)
     x, V = onehot(L), directions(2, L, torch.float64)
-    primal, tangent = PgfEngine(tile=tile).tangent(model, x, V, output)
+    primal, tangent = TiledEngine(tile=tile).tangent(model, x, V, output)
     for i in range(2):
         expected_primal, expected_tangent = reference_jvp(model, x, V[i], output)
         assert relative(primal, expected_primal) <= 1e-10
@@ -46,7 +46,7 @@ def test_tangent_fp32(kind):
     _, truth = reference_jvp(model64, x, V[0], output64)
     model = build(kind).float()
     output, _, _ = output_function(model)
-    _, tangent = PgfEngine(tile=64).tangent(model, x.float(), V.float(), output)
+    _, tangent = TiledEngine(tile=64).tangent(model, x.float(), V.float(), output)
     _, whole = reference_jvp(model, x.float(), V[0].float(), output)
     error, whole_error = relative(tangent[0].double(), truth), relative(whole.double(), truth)
     assert error <= 2 * whole_error + 1e-6 and error <= 1e-3, (error, whole_error)
@@ -56,7 +56,7 @@ def test_batched_tangents_equal_one_at_a_time():
     model = build("caduceus-ps").double()
     output, _, _ = output_function(model)
     x, V = onehot(120), directions(5, 120, torch.float64, seed=3)
-    engine = PgfEngine(tile=32)
+    engine = TiledEngine(tile=32)
     _, together = engine.tangent(model, x, V, output)
     for i in range(5):
         _, alone = engine.tangent(model, x, V[i : i + 1], output)
@@ -70,7 +70,7 @@ def test_forward_sweep_equals_forward(kind):
     x = onehot(200, batch=2)
     with torch.no_grad():
         expected = output(model(x), x, 0)
-    torch.testing.assert_close(PgfEngine(tile=37).forward(model, x, output), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(TiledEngine(tile=37).forward(model, x, output), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_linear_approaches_exact_as_the_perturbation_shrinks():
@@ -80,10 +80,10 @@ def test_linear_approaches_exact_as_the_perturbation_shrinks():
     x = onehot(L)
     v = torch.zeros(1, 1, L, 4, dtype=torch.float64)
     v[0, 0, 90, 1], v[0, 0, 90, int(x[0, 90].argmax())] = 1.0, -1.0  # a SNV direction
-    _, linear = PgfEngine(tile=40).tangent(model, x, v, output)
+    _, linear = TiledEngine(tile=40).tangent(model, x, v, output)
     errors = []
     for eps in (1e-1, 1e-2, 1e-3):
-        exact = (PgfEngine(40).forward(model, x + eps * v[0], output) - PgfEngine(40).forward(model, x, output)) / eps
+        exact = (TiledEngine(40).forward(model, x + eps * v[0], output) - TiledEngine(40).forward(model, x, output)) / eps
         errors.append(relative(exact, linear[0]))
     # the remainder of a first-order expansion shrinks in proportion to the step
     assert errors[1] < 0.2 * errors[0] and errors[2] < 0.2 * errors[1]

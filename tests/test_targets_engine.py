@@ -124,22 +124,23 @@ def test_cpu_batches_go_in_row_groups_with_each_rows_own_target(two_channel_mode
     """A batch larger than one CPU sweep step is swept a few rows at a time; every row keeps its
     own target (a position that only some rows' regions contain), and the numbers, the
     tangents and the progress are those of the whole batch at once."""
-    import pgf.engine.tiled as tiled
+    import pgf.engine.tiled_engine as tiled
 
     model, L = two_channel_model, 40
     x = torch.cat([onehot(L, seed) for seed in range(5)])
     starts = [100, 90, 100, 70, 95]  # rows whose regions contain genome position 110, and two that do not
     readout = parse_target("position:111:dnase", model).readout(starts)
     engine = get_engine("pgf", tile=16)
-    assert tiled.row_groups(x, 16, readout) == [(0, 5)]
+    assert tiled.row_groups(x, 16) == [(0, 5)]
     whole = engine.gradient(model, x, readout)
     directions = torch.randn(3, 5, L, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     whole_tangent = engine.tangent(model, x, directions, readout)
     whole_forward = engine.forward(model, x, readout)
 
     monkeypatch.setattr(tiled, "CPU_STEP_POSITIONS", 32)  # 2 rows of 16-position tiles per step
-    assert tiled.row_groups(x, 16, readout) == [(0, 2), (2, 4), (4, 5)]
-    assert tiled.row_groups(x, 16, lambda o, h, offset: o["track"][..., 0]) == [(0, 5)]  # rows unknown
+    assert tiled.row_groups(x, 16) == [(0, 2), (2, 4), (4, 5)]
+    with pytest.raises(TypeError, match="Readout"):  # a plain function could not be cut into rows
+        engine.gradient(model, x, lambda o, h, offset: o["track"][..., 0])
     seen = []
     grouped = engine.gradient(model, x, readout, progress=lambda done, total: seen.append((done, total)))
     torch.testing.assert_close(grouped.gradient, whole.gradient, rtol=1e-12, atol=1e-14)

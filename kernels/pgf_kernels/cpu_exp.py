@@ -8,13 +8,13 @@ decay exp(delta A) each) from being vectorised, and that exp is most of the scan
 
 with 2^k built from its exponent bits (an LLVM bitcast), so every step is plain vector
 arithmetic. Accuracy: within 2 ulp of the correctly rounded result over the whole normal range
-(tests/test_kernels_cpu.py measures it). Outside it: exp(v) = 0 below the smallest normal
+(tests/test_kernels_scan.py measures it). Outside it: exp(v) = 0 below the smallest normal
 result (no subnormals), inf above the largest, NaN for NaN. Its own fastmath flags leave out
 `reassoc`, which would fold the two-part k ln 2 back into one and lose the reduction's accuracy.
 
-numba's disk cache of the kernels that call this (cpu_scan.py, cpu_conv.py) is keyed on their own
-files only: after editing this file, delete kernels/pgf_kernels/__pycache__/*.nbi and *.nbc (or
-touch those files) so they recompile. Installs and fresh checkouts start without a cache.
+numba's disk cache of the kernels that call this (scan/cpu_kernels.py, conv/cpu.py) is keyed on
+their own files only: after editing this file, delete kernels/pgf_kernels/*/__pycache__/*.nbi and
+*.nbc (or touch those files) so they recompile. Installs and fresh checkouts start without a cache.
 """
 
 from __future__ import annotations

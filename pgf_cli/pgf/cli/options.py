@@ -1,7 +1,10 @@
 """Options and choices shared by the commands, declared once (`typing.Annotated` aliases).
 
 A command writes `model: ModelOption = BUILTIN`; the flag names, metavar and
-help live here, so `attribute`, `effect` and `check` cannot drift apart.
+help live here, so the commands that share an option cannot drift apart.
+Where each command explains a shared flag in its own words (--region, --tile,
+--output, --vcf), a function here declares the flags and metavar and the
+command passes its help.
 """
 
 from __future__ import annotations
@@ -48,6 +51,16 @@ def tile_option(help: str) -> Any:
     return typer.Option("--tile", min=1, metavar="N", help=help)
 
 
+def output_option(metavar: str, help: str) -> Any:
+    """--output/-o; each command names what it writes (metavar) and says how."""
+    return typer.Option("--output", "-o", metavar=metavar, help=help)
+
+
+def vcf_option(help: str) -> Any:
+    """--vcf VCF; each command says what the variants are for."""
+    return typer.Option("--vcf", metavar="VCF", help=help)
+
+
 FastaArgument = Annotated[
     Path, typer.Argument(metavar="FASTA", help="Reference FASTA (plain or bgzip); its .fai is built if missing.")
 ]
@@ -59,6 +72,8 @@ ModelOption = Annotated[
 ]
 TargetOption = Annotated[Optional[str], typer.Option("--target", "-t", metavar="TARGET", help=TARGET_HELP)]
 VocabOption = Annotated[Optional[str], typer.Option("--vocab", metavar="A=ID,C=ID,G=ID,T=ID,N=ID", help=VOCAB_HELP)]
+# pgf models show's --vocab: the same help, without a metavar (its --help has always shown the type)
+ShowVocabOption = Annotated[Optional[str], typer.Option("--vocab", help=VOCAB_HELP)]
 DeviceOption = Annotated[Device, typer.Option("--device", help="Where to compute; auto = CUDA when available.")]
 DTypeOption = Annotated[DType, typer.Option("--dtype", help="Compute dtype of weights and activations.")]
 KernelsOption = Annotated[Kernels, typer.Option("--kernels", help=KERNELS_HELP)]
@@ -66,6 +81,13 @@ ForceOption = Annotated[
     bool, typer.Option("--force", "-f", help="Overwrite existing outputs (pgf attribute: also discard a partial output OUT.partial).")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary lines.")]
+FormatOption = Annotated[Optional[Format], typer.Option("--format", help="Output format, when the suffix does not say.")]
+
+# the commands that read a `pgf attribute` output (plot, report, export modisco)
+H5Argument = Annotated[Path, typer.Argument(metavar="IN.h5", help="A `pgf attribute` HDF5 output.")]
+BedOption = Annotated[
+    Optional[Path], typer.Option("--bed", metavar="BED", help="Elements to overlay (BED: chrom, start, end, optional name).")
+]
 
 # pgf attribute's interpretation settings (pgf.workflows.interpret.MethodOptions)
 BaselineOption = Annotated[

@@ -3,7 +3,7 @@
 Forward pass: the stream entering every layer is kept (L x width per layer; on
 host memory with offload), and every scan's carried state at the start of
 every tile; on CPU also each scan tile's residual (the compiled scan's chunk
-states, see `_Saving`). Reverse pass, last layer first: the cotangent of the
+states, see `_ResidualRecorder`). Reverse pass, last layer first: the cotangent of the
 layer's output is pulled back through its pointwise parts tile by tile and
 through each scan tile by tile against the scan's direction (right to left for
 causal scans, left to right for anti-causal ones), one tile at a time from its
@@ -16,25 +16,18 @@ and recomputed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 import torch
 from torch.profiler import record_function
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from pgf.engine.protocol import Readout, Scan, ScanState, SweepModel, TiledLayer
+from pgf.engine.base import GradientResult
+from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer
 from pgf.engine.streaming import layer_sweep
-from pgf.engine.tiles import ProgressCounter, TileOutput, Tiles, frozen, map_tiles, sweep_order
+from pgf.engine.tile_primitives import ProgressCounter, TileOutput, Tiles, frozen, map_tiles, sweep_order
 
 StartStates = dict[tuple[int, int], ScanState]  # tile span -> the scan's state at its start
 Residuals = dict[tuple[int, int], object]  # tile span -> what the scan's mixer kept of it (Scan.tile_saving)
-
-
-@dataclass
-class GradientResult:
-    gradient: torch.Tensor  # (b, L, 4): d f / d onehot, same dtype as the input
-    target_value: torch.Tensor  # (b,): f of each row
-    offloaded: bool = False  # whether saved layer inputs went to host memory
 
 
 def pointwise_vjp(
@@ -79,8 +72,10 @@ def adjoint_gradient(
     tiles: Tiles,
     offload: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    backend: Backend = None,
 ) -> GradientResult:
-    """d f / d onehot (b, L, 4) with f = readout summed over positions (and channels)."""
+    """d f / d onehot (b, L, 4) with f = readout summed over positions (and channels); the mixers'
+    tiles run the `backend` kernels."""
     batch = onehot.shape[0]
     layers = model.tiled_layers()
     counter = ProgressCounter(progress, 2 * len(tiles) * sum(len(layer.scans) for layer in layers) + 2 * len(tiles))
@@ -94,7 +89,7 @@ def adjoint_gradient(
             inputs, starts, residuals = [], [], []
             for layer in layers:
                 inputs.append(store.store(stream))
-                stream, layer_starts, layer_residuals = _layer_forward(layer, stream, tiles, store, counter)
+                stream, layer_starts, layer_residuals = _layer_forward(layer, stream, tiles, store, counter, backend)
                 starts.append(layer_starts)
                 residuals.append(layer_residuals)
 
@@ -115,7 +110,7 @@ def adjoint_gradient(
         # reverse pass, last layer first; each layer's input is released once pulled back through
         for layer in reversed(layers):
             x = inputs.pop().to(onehot.device, non_blocking=True)
-            cotangent = _layer_backward(layer, x, cotangent, starts.pop(), residuals.pop(), tiles, counter)
+            cotangent = _layer_backward(layer, x, cotangent, starts.pop(), residuals.pop(), tiles, counter, backend)
             del x
         gradient = pointwise_vjp(model.embed, onehot, cotangent, tiles)
         for _ in tiles:
@@ -123,25 +118,23 @@ def adjoint_gradient(
     return GradientResult(gradient=gradient, target_value=values, offloaded=store.active)
 
 
-class _Saving:
-    """A scan whose tiles also keep their residuals (`Scan.tile_saving`), in sweep order, for the
+class _ResidualRecorder:
+    """Runs a scan's tiles keeping their residuals (`Scan.tile_saving`), in sweep order, for the
     reverse pass to pull back through without recomputing the scan. Kept on CPU only: they add a
     quarter to a half of the layer inputs' memory (the compiled scan's chunk states, E N / 128 per
     position), which host memory affords; on a GPU, where device memory bounds the length, the
     tiles are recomputed (not yet measured there)."""
 
-    def __init__(self, scan: Scan, keep: bool, n_tiles: int):
-        self.scan, self.keep, self.reverse, self.n_tiles = scan, keep, scan.reverse, n_tiles
+    def __init__(self, scan: Scan, keep: bool, n_tiles: int, backend: Backend):
+        self.scan, self.keep, self.reverse, self.n_tiles, self.backend = scan, keep, scan.reverse, n_tiles, backend
         self.residuals: list[object] = []
         self.arenas: list[torch.Tensor | None] | None = None
 
-    def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
-        return self.scan.zero_state(batch, like)
-
     def tile(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
+        """The scan's tile function, recording the tile's residual."""
         if not self.keep:
-            return self.scan.tile(x_tile, state)
-        out, new_state, residual = self.scan.tile_saving(x_tile, state)
+            return self.scan.tile(x_tile, state, self.backend)
+        out, new_state, residual = self.scan.tile_saving(x_tile, state, self.backend)
         self.residuals.append(self._in_arena(residual))
         return out, new_state
 
@@ -168,12 +161,14 @@ class _Saving:
         return dict(zip(sweep_order(self.reverse, tiles), self.residuals)) if self.keep else {}
 
 
-def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offload, counter: ProgressCounter):
+def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offload, counter: ProgressCounter,
+                   backend: Backend):
     """The layer's output stream, each scan's state at the start of each tile it visits, and each
     scan's residuals by tile (what its mixer keeps to be pulled back through without a recompute)."""
     layer_starts: list[StartStates] = [{} for _ in layer.scans]
     saved: dict[int, tuple[torch.Tensor, ...]] = {}
-    saving = [_Saving(scan, keep=x.device.type == "cpu", n_tiles=len(tiles)) for scan in layer.scans]
+    saving = [_ResidualRecorder(scan, keep=x.device.type == "cpu", n_tiles=len(tiles), backend=backend)
+              for scan in layer.scans]
 
     def keep(number: int, index: int, span: tuple[int, int], state: ScanState) -> None:
         if index == 0:
@@ -184,15 +179,15 @@ def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offl
             buffer_part[index].copy_(part)
         layer_starts[number][span] = tuple(buffer_part[index] for buffer_part in saved[number])
 
-    output = layer_sweep(replace(layer, scans=saving), x, tiles, counter=counter, visit=keep)
+    output = layer_sweep(layer, x, tiles, counter=counter, visit=keep, tile_functions=[r.tile for r in saving])
     return output, layer_starts, [scan.by_tile(tiles) for scan in saving]
 
 
-def _scan_outputs(scan: Scan, x: torch.Tensor, starts: StartStates, tiles: Tiles) -> torch.Tensor:
+def _scan_outputs(scan: Scan, x: torch.Tensor, starts: StartStates, tiles: Tiles, backend: Backend) -> torch.Tensor:
     """Recompute one scan's contribution from its saved tile-start states."""
     result = TileOutput(x.shape[1])
     for s, e in tiles:
-        result.write(s, e, scan.tile(x[:, s:e], tuple(t.to(x.device) for t in starts[(s, e)]))[0])
+        result.write(s, e, scan.tile(x[:, s:e], tuple(t.to(x.device) for t in starts[(s, e)]), backend)[0])
     return result.value
 
 
@@ -204,13 +199,14 @@ def _layer_backward(
     layer_residuals: list[Residuals],
     tiles: Tiles,
     counter: ProgressCounter,
+    backend: Backend,
 ) -> torch.Tensor:
     """Pull the cotangent of the layer's output back to its input stream."""
     if layer.additive:
         x_bar = pointwise_vjp(layer.skip, x, cotangent, tiles)
         scan_cotangents = [cotangent] * len(layer.scans)
     else:  # the pointwise combine needs every scan's contribution
-        contributions = [_scan_outputs(scan, x, st, tiles) for scan, st in zip(layer.scans, layer_starts)]
+        contributions = [_scan_outputs(scan, x, st, tiles, backend) for scan, st in zip(layer.scans, layer_starts)]
         x_bar = torch.empty_like(x)
         scan_cotangents = [torch.empty_like(c) for c in contributions]
         for s, e in tiles:
@@ -225,7 +221,7 @@ def _layer_backward(
         del contributions
     for scan, scan_starts, scan_residuals, scan_cotangent in zip(layer.scans, layer_starts, layer_residuals,
                                                                   scan_cotangents):
-        _scan_backward(scan, x, scan_cotangent, scan_starts, scan_residuals, tiles, x_bar, counter)
+        _scan_backward(scan, x, scan_cotangent, scan_starts, scan_residuals, tiles, x_bar, counter, backend)
     return x_bar
 
 
@@ -238,6 +234,7 @@ def _scan_backward(
     tiles: Tiles,
     x_bar: torch.Tensor,
     counter: ProgressCounter,
+    backend: Backend,
 ) -> None:
     """Add the scan's pull-back to x_bar, visiting tiles against the scan's direction: through the
     mixer's own VJP where the forward pass kept a residual, else by recomputing the tile under autograd."""
@@ -247,14 +244,14 @@ def _scan_backward(
         if residual is not None:
             with record_function("pgf::backward"):
                 tile_bar, state_bar = scan.tile_vjp(x[:, s:e], tuple(t.to(x.device) for t in scan_starts[(s, e)]),
-                                                    residual, cotangent[:, s:e], state_bar)
+                                                    residual, cotangent[:, s:e], state_bar, backend)
             x_bar[:, s:e] += tile_bar
             counter.step()
             continue
         x_tile = x[:, s:e].detach().requires_grad_(True)
         state = tuple(t.to(x.device).detach().requires_grad_(True) for t in scan_starts[(s, e)])
         with torch.enable_grad(), record_function("pgf::recompute"):
-            out, new_state = scan.tile(x_tile, state)
+            out, new_state = scan.tile(x_tile, state, backend)
         outputs, grad_outputs = [out], [cotangent[:, s:e].to(out.dtype)]
         if state_bar is not None:
             outputs += list(new_state)

@@ -1,16 +1,25 @@
-"""The engine interface: forward, tangent (J·v) and gradient (vᵀJ) of a model's readout."""
+"""The engine interface: forward, tangent (J·v) and gradient (vᵀJ) of a model's readout, and its results."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
 
-from pgf.engine.adjoint import GradientResult
 from pgf.engine.protocol import Readout, SweepModel
-from pgf.engine.tiles import Progress
+from pgf.engine.tile_primitives import Progress
 
 __all__ = ["Engine", "GradientResult", "Progress"]
+
+
+@dataclass
+class GradientResult:
+    """What `Engine.gradient` returns."""
+
+    gradient: torch.Tensor  # (b, L, 4): d f / d onehot, same dtype as the input
+    target_value: torch.Tensor  # (b,): f of each row
+    offloaded: bool = False  # whether saved layer inputs went to host memory
 
 
 class Engine(ABC):
@@ -37,3 +46,10 @@ class Engine(ABC):
     def gradient(self, model: SweepModel, onehot: torch.Tensor, readout: Readout,
                  progress: Progress | None = None) -> GradientResult:
         """d f / d onehot (b, L, 4) and f (b,), f = the readout summed over positions and channels."""
+
+
+def check_readout(readout: Readout) -> Readout:
+    """`readout`, or a TypeError for a plain function (which could not be cut into row groups)."""
+    if not isinstance(readout, Readout):
+        raise TypeError(f"an engine reads a pgf.engine.Readout (e.g. PositionReadout(function)), not {type(readout).__name__}")
+    return readout

@@ -15,40 +15,91 @@ whole-sequence forward of every model is this composition too (`forward`),
 so the models' oracle tests also test the decomposition.
 
 What is read from the outputs is a `Readout`: a per-position function of the
-head's outputs. The forward and tangent sweeps return it per position; the
-adjoint differentiates its sum over positions and channels (a target).
+head's outputs that can always be cut into row groups. The forward and tangent
+sweeps return it per position; the adjoint differentiates its sum over
+positions and channels (a target).
+
+Every capability the engine uses is declared here, with its default: nothing
+is discovered at run time.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
 Pointwise = Callable[[torch.Tensor], torch.Tensor]
 ScanState = tuple[torch.Tensor, ...]  # what a mixer carries from one tile to the next
-# readout(outputs of a tile, whole one-hot input (b, L, 4), offset of the tile) -> (b, T) or (b, T, C)
-Readout = Callable[[dict[str, torch.Tensor], torch.Tensor, int], torch.Tensor]
+# the kernels a mixer's tile runs: "reference", "cpu", "triton" (None: the kernels package's default)
+Backend = str | None
 
 
-def readout_rows(readout: Readout, start: int, end: int) -> Readout | None:
-    """The readout of rows [start, end) of a batch, for a readout that says how (a method
-    `rows(start, end)`, as `Target.readout`'s has: its rows are regions at their own
-    coordinates); None for any other, which is only ever given the whole batch."""
-    rows = getattr(readout, "rows", None)
-    return rows(start, end) if rows is not None else None
+class Readout(ABC):
+    """readout(outputs of a tile, whole one-hot input (b, L, 4), offset of the tile) -> (b, T) or (b, T, C).
+
+    Every readout can give the readout of rows [start, end) of its batch (`rows`), so an
+    engine may sweep a large batch a few rows at a time."""
+
+    @abstractmethod
+    def __call__(self, outputs: dict[str, torch.Tensor], onehot: torch.Tensor, offset: int) -> torch.Tensor:
+        """The readout values of one tile."""
+
+    @abstractmethod
+    def rows(self, start: int, end: int) -> Readout:
+        """The readout of rows [start, end) of the batch."""
 
 
+@dataclass(frozen=True)
+class PositionReadout(Readout):
+    """A readout that treats every row alike (the same function of each row's outputs)."""
+
+    function: Callable[[dict[str, torch.Tensor], torch.Tensor, int], torch.Tensor]
+
+    def __call__(self, outputs: dict[str, torch.Tensor], onehot: torch.Tensor, offset: int) -> torch.Tensor:
+        return self.function(outputs, onehot, offset)
+
+    def rows(self, start: int, end: int) -> PositionReadout:
+        return self
+
+
+@runtime_checkable
 class Mixer(Protocol):
-    """A causal sequence mixer as a tile function (a Mamba mixer, say)."""
+    """A causal sequence mixer as a tile function (a Mamba mixer, say): what a `Scan` calls.
+
+    Subclass `MixerDefaults` for the optional methods' defaults."""
 
     def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
         """The state before the first position."""
 
-    def forward_tile(self, u: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
-        """One tile (b, T, w) from the carried state -> (out (b, T, w'), state after the tile)."""
+    def forward_tile(self, u: torch.Tensor, state: ScanState, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
+        """One tile (b, T, w) from the carried state -> (out (b, T, w), state after the tile)."""
+
+    def forward_tile_saving(self, u: torch.Tensor, state: ScanState,
+                            backend: Backend = None) -> tuple[torch.Tensor, ScanState, object | None]:
+        """`forward_tile` without autograd, and a residual for `tile_vjp` (None: the adjoint
+        recomputes the tile under autograd instead)."""
+
+    def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
+                 state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
+        """(u_bar, state_bar before the tile) from a residual of `forward_tile_saving`."""
+
+
+class MixerDefaults:
+    """The defaults of a `Mixer`'s optional methods: no residual, so never a `tile_vjp`."""
+
+    def forward_tile_saving(self, u: torch.Tensor, state: ScanState,
+                            backend: Backend = None) -> tuple[torch.Tensor, ScanState, object | None]:
+        with torch.no_grad():
+            out, new_state = self.forward_tile(u, state, backend)
+        return out, new_state, None
+
+    def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
+                 state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
+        raise NotImplementedError(f"{type(self).__name__} keeps no residual; the adjoint recomputes its tiles")
 
 
 def identity(t: torch.Tensor) -> torch.Tensor:
@@ -71,37 +122,30 @@ class Scan:
     def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
         return tuple(self.mixer.zero_state(batch, like))
 
-    def tile(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
+    def _mixer_input(self, x_tile: torch.Tensor) -> torch.Tensor:
+        u = self.prepare(x_tile)
+        return u.flip(1) if self.reverse else u
+
+    def _placed(self, out: torch.Tensor) -> torch.Tensor:
+        return self.place(out.flip(1) if self.reverse else out)
+
+    def tile(self, x_tile: torch.Tensor, state: ScanState, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
         """Contribution of one tile (genome order) from the state carried in this scan's direction."""
-        u = self.prepare(x_tile)
-        if self.reverse:
-            u = u.flip(1)
-        out, new_state = self.mixer.forward_tile(u, state)
-        if self.reverse:
-            out = out.flip(1)
-        return self.place(out), tuple(new_state)
+        out, new_state = self.mixer.forward_tile(self._mixer_input(x_tile), state, backend)
+        return self._placed(out), tuple(new_state)
 
-    def whole(self, x: torch.Tensor) -> torch.Tensor:
+    def whole(self, x: torch.Tensor, backend: Backend = None) -> torch.Tensor:
         """Contribution over the whole sequence, from the zero state."""
-        return self.tile(x, self.zero_state(x.shape[0], x))[0]
+        return self.tile(x, self.zero_state(x.shape[0], x), backend)[0]
 
-    def tile_saving(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState, object]:
-        """`tile`, and the mixer's residual for `tile_vjp` (None when its mixer keeps none: a mixer
-        may offer forward_tile_saving(u, state) -> (out, state', residual) and
-        tile_vjp(u, state, residual, out_bar, state_bar) -> (u_bar, state_bar before the tile))."""
-        saving = getattr(self.mixer, "forward_tile_saving", None)
-        if saving is None:
-            return (*self.tile(x_tile, state), None)
-        u = self.prepare(x_tile)
-        if self.reverse:
-            u = u.flip(1)
-        out, new_state, residual = saving(u, state)
-        if self.reverse:
-            out = out.flip(1)
-        return self.place(out), tuple(new_state), residual
+    def tile_saving(self, x_tile: torch.Tensor, state: ScanState,
+                    backend: Backend = None) -> tuple[torch.Tensor, ScanState, object | None]:
+        """`tile`, and the mixer's residual for `tile_vjp` (None when its mixer keeps none)."""
+        out, new_state, residual = self.mixer.forward_tile_saving(self._mixer_input(x_tile), state, backend)
+        return self._placed(out), tuple(new_state), residual
 
     def tile_vjp(self, x_tile: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
-                 state_bar: ScanState | None) -> tuple[torch.Tensor, ScanState]:
+                 state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
         """(x_bar, state_bar before the tile) through the mixer's own VJP, from a residual of
         `tile_saving`. `place` must be linear (pgf's are: identity, zero padding, flips) so that its
         pull-back needs no value; the mixer's output must have its input's shape."""
@@ -116,7 +160,7 @@ class Scan:
                 (mixer_bar,) = torch.autograd.grad(self.place(probe), probe, out_bar)
         if self.reverse:
             mixer_bar = mixer_bar.flip(1)
-        u_bar, state_bar_before = self.mixer.tile_vjp(u_in.detach(), state, residual, mixer_bar, state_bar)
+        u_bar, state_bar_before = self.mixer.tile_vjp(u_in.detach(), state, residual, mixer_bar, state_bar, backend)
         if self.reverse:
             u_bar = u_bar.flip(1)
         if u is x:
@@ -125,23 +169,20 @@ class Scan:
         return x_bar, tuple(state_bar_before)
 
 
-@dataclass
-class TiledLayer:
-    """x -> skip(x) + the sum of the scans' contributions ("add"), or + the sum of
-    products of scan pairs ("ew_multiply", e.g. (forward, reverse) pairs)."""
+@dataclass(frozen=True)
+class Combine:
+    """How a layer joins its skip path and its scans' contributions: skip + the sum of the
+    contributions (no `pairs`), or skip + the products of the listed scan pairs + the unpaired
+    contributions (e.g. (forward, reverse) pairs of a bidirectional mixer that multiplies)."""
 
-    scans: list[Scan]
-    skip: Pointwise = identity
-    strategy: str = "add"
-    pairs: list[tuple[int, int]] = field(default_factory=list)
+    pairs: tuple[tuple[int, int], ...] = ()
 
     @property
     def additive(self) -> bool:
-        return self.strategy == "add"
+        return not self.pairs
 
-    def combine(self, x: torch.Tensor, contributions: list[torch.Tensor]) -> torch.Tensor:
-        """Pointwise join of the skip path and the scans' contributions."""
-        out = self.skip(x)
+    def __call__(self, skip: torch.Tensor, contributions: list[torch.Tensor]) -> torch.Tensor:
+        out = skip
         if self.additive:
             for contribution in contributions:
                 out = out + contribution
@@ -154,8 +195,28 @@ class TiledLayer:
                 out = out + contribution
         return out
 
-    def whole(self, x: torch.Tensor) -> torch.Tensor:
-        return self.combine(x, [scan.whole(x) for scan in self.scans])
+
+SUM = Combine()
+
+
+@dataclass
+class TiledLayer:
+    """x -> combine(skip(x), the scans' contributions)."""
+
+    scans: list[Scan]
+    skip: Pointwise = identity
+    join: Combine = SUM
+
+    @property
+    def additive(self) -> bool:
+        return self.join.additive
+
+    def combine(self, x: torch.Tensor, contributions: list[torch.Tensor]) -> torch.Tensor:
+        """Pointwise join of the skip path and the scans' contributions."""
+        return self.join(self.skip(x), contributions)
+
+    def whole(self, x: torch.Tensor, backend: Backend = None) -> torch.Tensor:
+        return self.combine(x, [scan.whole(x, backend) for scan in self.scans])
 
 
 class SweepModel(Protocol):
@@ -178,9 +239,9 @@ def is_causal(layers: list[TiledLayer]) -> bool:
     return all(not scan.reverse for layer in layers for scan in layer.scans)
 
 
-def whole_forward(model: SweepModel, onehot: torch.Tensor) -> dict[str, torch.Tensor]:
+def whole_forward(model: SweepModel, onehot: torch.Tensor, backend: Backend = None) -> dict[str, torch.Tensor]:
     """The model's outputs computed layer by layer over the whole sequence (no tiles)."""
     stream = model.embed(onehot)
     for layer in model.tiled_layers():
-        stream = layer.whole(stream)
+        stream = layer.whole(stream, backend)
     return model.head(stream)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pgf.engine.autograd import AutogradEngine
 from pgf.engine.base import Engine
-from pgf.engine.tiled import PgfEngine
+from pgf.engine.protocol import Backend
+from pgf.engine.tiled_engine import TiledEngine
 from pgf.errors import PgfUserError
 
 ENGINES = ("pgf", "autograd")
 DEFAULT_ENGINE = "pgf"
 
 
-def get_engine(name: str, tile: int | None = None, offload: bool | None = None) -> Engine:
-    """The engine called `name`; `tile` and `offload` configure the tiled engine."""
+def get_engine(name: str, tile: int | None = None, offload: bool | None = None, backend: Backend = None) -> Engine:
+    """The engine called `name` ("pgf": the tiled engine, which `tile` and `offload` configure), its
+    mixers running the `backend` kernels."""
     if name == "autograd":
-        return AutogradEngine()
+        return AutogradEngine(backend)
     if name == "pgf":
-        return PgfEngine(tile=tile, offload=offload)
+        return TiledEngine(tile=tile, offload=offload, backend=backend)
     raise PgfUserError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")

@@ -18,16 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.func import jvp, vmap
 from torch.utils._pytree import tree_map
 
-from pgf.engine.protocol import Readout, Scan, ScanState, SweepModel, TiledLayer
-from pgf.engine.tiles import ProgressCounter, TileOutput, Tiles, sweep_order
+from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer
+from pgf.engine.tile_primitives import ProgressCounter, TileOutput, Tiles, sweep_order
 
 # visit(scan number, tile number in sweep order, tile span, state the tile starts from)
 Visit = Callable[[int, int, tuple[int, int], ScanState], None]
+# a scan's tile function: (x tile, state) -> (contribution, state after the tile)
+TileFunction = Callable[[torch.Tensor, ScanState], tuple[torch.Tensor, ScanState]]
 
 
 @dataclass
@@ -123,26 +126,31 @@ def layer_sweep(
     mode: Mode = PRIMAL,
     counter: ProgressCounter | None = None,
     visit: Visit | None = None,
+    tile_functions: list[TileFunction] | None = None,
+    backend: Backend = None,
 ):
     """One layer over the whole stream, each scan swept tile by tile from its zero state.
 
     Additive layers accumulate every scan into one output buffer (two L x width tensors
     live: input and output); others keep each scan's contribution for their pointwise
-    combine. `visit` sees the state each tile starts from.
+    combine. `visit` sees the state each tile starts from; `tile_functions` (one per scan,
+    default: each scan's `tile` on the `backend` kernels) compute the tiles.
     """
+    if tile_functions is None:
+        tile_functions = [partial(scan.tile, backend=backend) for scan in layer.scans]
     length = mode.primal(x).shape[1]
     output = mode.outputs(length)
     if layer.additive:
         for s, e in tiles:
             output.write(s, e, mode.call(layer.skip, mode.slice(x, s, e)))
     contributions = []
-    for number, scan in enumerate(layer.scans):
+    for number, (scan, tile_function) in enumerate(zip(layer.scans, tile_functions)):
         state = mode.zero_state(scan, x)
         contribution = None if layer.additive else mode.outputs(length)
         for index, (s, e) in enumerate(sweep_order(scan.reverse, tiles)):
             if visit is not None:
                 visit(number, index, (s, e), state)
-            out, state = mode.call(scan.tile, mode.slice(x, s, e), state)
+            out, state = mode.call(tile_function, mode.slice(x, s, e), state)
             if layer.additive:
                 output.add(s, e, out)
             else:
@@ -159,7 +167,7 @@ def layer_sweep(
 
 
 def sweep_layers(model: SweepModel, onehot, readout: Readout, reference: torch.Tensor, tiles: Tiles,
-                 mode: Mode = PRIMAL, counter: ProgressCounter | None = None):
+                 mode: Mode = PRIMAL, counter: ProgressCounter | None = None, backend: Backend = None):
     """readout of the model's outputs (b, L, ...), computed layer after layer."""
     length = mode.primal(onehot).shape[1]
     stream = mode.outputs(length)
@@ -167,7 +175,7 @@ def sweep_layers(model: SweepModel, onehot, readout: Readout, reference: torch.T
         stream.write(s, e, mode.call(model.embed, mode.slice(onehot, s, e)))
     stream = stream.value
     for layer in model.tiled_layers():
-        stream = layer_sweep(layer, stream, tiles, mode, counter)
+        stream = layer_sweep(layer, stream, tiles, mode, counter, backend=backend)
     result = mode.outputs(length)
     for s, e in tiles:
         result.write(s, e, mode.call(_read(model, readout, reference, s), mode.slice(stream, s, e)))
@@ -177,7 +185,7 @@ def sweep_layers(model: SweepModel, onehot, readout: Readout, reference: torch.T
 
 
 def stream_causal(model: SweepModel, onehot, readout: Readout, reference: torch.Tensor, tiles: Tiles,
-                  mode: Mode = PRIMAL, counter: ProgressCounter | None = None):
+                  mode: Mode = PRIMAL, counter: ProgressCounter | None = None, backend: Backend = None):
     """readout of a causal model's outputs (b, L, ...), each tile through all layers at once."""
     layers = model.tiled_layers()
     result = mode.outputs(mode.primal(onehot).shape[1])
@@ -189,7 +197,7 @@ def stream_causal(model: SweepModel, onehot, readout: Readout, reference: torch.
         for layer, layer_states in zip(layers, states):
             contributions = []
             for index, scan in enumerate(layer.scans):
-                out, layer_states[index] = mode.call(scan.tile, stream, layer_states[index])
+                out, layer_states[index] = mode.call(partial(scan.tile, backend=backend), stream, layer_states[index])
                 contributions.append(out)
             stream = mode.call(_combine(layer), stream, *contributions)
         result.write(s, e, mode.call(_read(model, readout, reference, s), stream))

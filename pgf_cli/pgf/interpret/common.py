@@ -4,6 +4,7 @@ target values from forward sweeps."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -18,14 +19,29 @@ def default_rows(length: int) -> int:
     return max(1, min(64, ROW_POSITIONS // max(length, 1)))
 
 
-def fixed_readout(target: Target, starts: Sequence[int], selection: torch.Tensor) -> Readout:
+@dataclass(frozen=True)
+class FixedReadout(Readout):
     """The target's readout for rows starting at `starts`, reading `selection` (rows, L, 4)
     instead of the engine's input to choose observed bases (only `loglik` reads it).
 
     So f is one function of the input along a path or over mutants: log p of the
-    *original* sequence's bases, whatever the input is (as `pgf effect --mode exact`)."""
-    base = target.readout(list(starts))
-    return lambda outputs, onehot, offset: base(outputs, selection, offset)
+    *original* sequence's bases, whatever the input is (as `pgf effect --mode exact`).
+    Its rows are cut with their starts and selections, so an engine may sweep them in groups."""
+
+    target: Target
+    starts: tuple[int, ...]
+    selection: torch.Tensor
+
+    def __call__(self, outputs: dict[str, torch.Tensor], onehot: torch.Tensor, offset: int) -> torch.Tensor:
+        return self.target.readout(self.starts)(outputs, self.selection, offset)
+
+    def rows(self, start: int, end: int) -> FixedReadout:
+        return FixedReadout(self.target, self.starts[start:end], self.selection[start:end])
+
+
+def fixed_readout(target: Target, starts: Sequence[int], selection: torch.Tensor) -> FixedReadout:
+    """`FixedReadout` of `target` for rows starting at `starts`, reading `selection`."""
+    return FixedReadout(target, tuple(int(s) for s in starts), selection)
 
 
 def total(values: torch.Tensor) -> torch.Tensor:

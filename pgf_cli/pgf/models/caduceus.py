@@ -30,7 +30,7 @@ from pgf.engine.protocol import Scan, TiledLayer
 from pgf.errors import ModelError
 from pgf.models.base import SequenceModel
 from pgf.models.checkpoint import load_state_strictly, read_weights
-from pgf.models.mamba import BiMambaMixer, pair_strategy
+from pgf.models.mamba import BiMambaMixer, pair_combine
 from pgf.models.tokens import CADUCEUS, PLANT_CADUCEUS, DnaVocabulary, resolve_vocabulary
 from pgf.models.types import Checkpoint, register_model_type
 
@@ -180,8 +180,7 @@ class CaduceusBlock(nn.Module):
         norm, mixer, config = self.norm_module, self.bimamba, self.config
         if not config.rcps:
             scans = mixer.scans(prepare=lambda x: norm(x.to(norm.weight.dtype)))
-            strategy, pairs = pair_strategy(mixer, len(scans))
-            return TiledLayer(scans, skip=self.to_residual, strategy=strategy, pairs=pairs)
+            return TiledLayer(scans, skip=self.to_residual, join=pair_combine(mixer, len(scans)))
         d = config.d_model
 
         def halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,9 +198,8 @@ class CaduceusBlock(nn.Module):
         scans.append(Scan(mixer.mamba_fwd, reverse=True, prepare=rc_prepare, place=place_rc))
         if mixer.mamba_rev is not None:
             scans.append(Scan(mixer.mamba_rev, reverse=False, prepare=rc_prepare, place=place_rc))
-        strategy, pairs = pair_strategy(mixer, len(scans))
         return TiledLayer(
-            scans, skip=lambda x: self.to_residual(torch.cat(halves(x), dim=-1)), strategy=strategy, pairs=pairs
+            scans, skip=lambda x: self.to_residual(torch.cat(halves(x), dim=-1)), join=pair_combine(mixer, len(scans))
         )
 
 

@@ -12,20 +12,24 @@ the flipped sequence, i.e. tiles taken right to left in genome coordinates.
 Parameter names follow the mamba_ssm `Mamba` module (in_proj, conv1d, x_proj,
 dt_proj, A_log, D, out_proj) so published state dicts map one to one. The
 causal conv + SiLU and the selective scan go through `pgf_kernels.causal_conv1d` and
-`pgf_kernels.selective_scan` (compiled kernels or the PyTorch references;
-`pgf_kernels.kernel_backend` chooses).
+`pgf_kernels.selective_scan` (compiled kernels or the PyTorch references: the
+`backend` the engine passes to each tile call chooses).
+
+`BiMambaMixer` wraps any `Mixer` (Mamba-1 here; a Mamba-2 mixer plugs in the same
+way) into a causal and an anti-causal scan joined by a typed `Combine`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgf.engine.protocol import Pointwise, Scan, identity
+from pgf.engine.protocol import SUM, Backend, Combine, Mixer, MixerDefaults, Pointwise, Scan, identity
 from pgf_kernels import causal_conv1d, selective_scan, selective_scan_saving, selective_scan_vjp
 
 
@@ -36,8 +40,8 @@ class MixerState(NamedTuple):
     ssm: torch.Tensor  # (b, E, N): the scan state, fp32 (or fp64)
 
 
-class MambaMixer(nn.Module):
-    """One causal selective-SSM mixer: (b, L, d_model) -> (b, L, d_model)."""
+class MambaMixer(MixerDefaults, nn.Module):
+    """One causal selective-SSM mixer: (b, L, d_model) -> (b, L, d_model); a `pgf.engine.Mixer`."""
 
     def __init__(
         self,
@@ -84,38 +88,39 @@ class MambaMixer(nn.Module):
             ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=state_dtype, device=like.device),
         )
 
-    def _scan_inputs(self, hidden: torch.Tensor, state: MixerState):
+    def _scan_inputs(self, hidden: torch.Tensor, state: MixerState, backend: Backend):
         """The tile's pointwise part: (x, delta, A, B, C, z) for the scan, and the conv state after it."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
         # the conv state after the tile: its last K-1 inputs (a copy, not a view: a saved state
         # must not keep the whole tile alive)
         recent = torch.cat([state.conv.to(x.dtype), x[:, max(0, x.shape[1] - (self.d_conv - 1)) :].transpose(1, 2)], dim=2)
         conv_state = recent[..., recent.shape[2] - (self.d_conv - 1) :].clone()
-        x = causal_conv1d(x, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias)  # silu(conv), (b, T, E)
+        x = causal_conv1d(x, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)  # silu(conv)
         dt_low, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt_low))
         A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
         return (x, delta, A, B, C, z), conv_state
 
-    def forward_tile(self, hidden: torch.Tensor, state: MixerState) -> tuple[torch.Tensor, MixerState]:
+    def forward_tile(self, hidden: torch.Tensor, state: MixerState,
+                     backend: Backend = None) -> tuple[torch.Tensor, MixerState]:
         """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
         state = MixerState(*state)
-        (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state)
-        y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm)
+        (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state, backend)
+        y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm, backend=backend)
         return self.out_proj(y.to(hidden.dtype)), MixerState(conv=conv_state, ssm=ssm_state)
 
-    def forward_tile_saving(self, hidden: torch.Tensor, state: MixerState):
+    def forward_tile_saving(self, hidden: torch.Tensor, state: MixerState, backend: Backend = None):
         """`forward_tile` (no autograd), and the residual `tile_vjp` needs to pull cotangents back
         through this tile without running its scan again (None with the reference scan)."""
         state = MixerState(*state)
         with torch.no_grad():
-            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state)
-            y, ssm_state, residual = selective_scan_saving(x, delta, A, B, C, self.D, z, h0=state.ssm)
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state, backend)
+            y, ssm_state, residual = selective_scan_saving(x, delta, A, B, C, self.D, z, h0=state.ssm, backend=backend)
             out = self.out_proj(y.to(hidden.dtype))
         return out, MixerState(conv=conv_state, ssm=ssm_state), residual
 
     def tile_vjp(self, hidden: torch.Tensor, state: MixerState, residual, out_bar: torch.Tensor,
-                 state_bar: MixerState | None) -> tuple[torch.Tensor, MixerState]:
+                 state_bar: MixerState | None, backend: Backend = None) -> tuple[torch.Tensor, MixerState]:
         """(d/d hidden, d/d state) of <out_bar, out> + <state_bar, state after> for the tile that gave
         `residual`: the pointwise parts are recomputed under autograd, the scan is not (its adjoint
         kernel starts from the residual's chunk states); out = out_proj(y) is linear in y."""
@@ -123,7 +128,7 @@ class MambaMixer(nn.Module):
         with torch.enable_grad():
             hidden = hidden.detach().requires_grad_(True)
             conv_in = state.conv.detach().requires_grad_(True)
-            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, MixerState(conv_in, state.ssm))
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, MixerState(conv_in, state.ssm), backend)
         dy = (out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(x.dtype)
         ssm_bar = None if state_bar is None else MixerState(*state_bar).ssm
         dx, ddelta, dB, dC, dz, dh0 = selective_scan_vjp(residual, x.detach(), delta.detach(), A, B.detach(),
@@ -146,6 +151,8 @@ class BiMambaMixer(nn.Module):
     strategy "add": out = fwd(h) + flip(rev(flip(h))); "ew_multiply": their
     product. With `weight_tie` the reverse mixer shares in_proj and out_proj.
     With `bidirectional=False` only the forward (causal) mixer exists.
+    `mixer_type(d_model, **mixer_kwargs)` builds each direction's mixer (any `Mixer`
+    with in_proj and out_proj; Mamba-1 by default).
     """
 
     def __init__(
@@ -154,6 +161,7 @@ class BiMambaMixer(nn.Module):
         strategy: str = "add",
         weight_tie: bool = True,
         bidirectional: bool = True,
+        mixer_type: Callable[..., Mixer] = MambaMixer,
         **mixer_kwargs,
     ):
         super().__init__()
@@ -162,8 +170,8 @@ class BiMambaMixer(nn.Module):
         self.strategy = strategy
         self.bidirectional = bidirectional
         self.weight_tie = weight_tie and bidirectional
-        self.mamba_fwd = MambaMixer(d_model, **mixer_kwargs)
-        self.mamba_rev = MambaMixer(d_model, **mixer_kwargs) if bidirectional else None
+        self.mamba_fwd = mixer_type(d_model, **mixer_kwargs)
+        self.mamba_rev = mixer_type(d_model, **mixer_kwargs) if bidirectional else None
         if self.weight_tie:
             self.mamba_rev.in_proj = self.mamba_fwd.in_proj
             self.mamba_rev.out_proj = self.mamba_fwd.out_proj
@@ -186,8 +194,8 @@ class BiMambaMixer(nn.Module):
         return scans
 
 
-def pair_strategy(mixer: BiMambaMixer, n_scans: int) -> tuple[str, list[tuple[int, int]]]:
+def pair_combine(mixer: BiMambaMixer, n_scans: int) -> Combine:
     """How a layer built from BiMamba scans (in (fwd, rev) order per group) combines them."""
     if mixer.mamba_rev is None or mixer.strategy == "add":
-        return "add", []
-    return "ew_multiply", [(i, i + 1) for i in range(0, n_scans, 2)]
+        return SUM
+    return Combine(pairs=tuple((i, i + 1) for i in range(0, n_scans, 2)))

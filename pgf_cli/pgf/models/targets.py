@@ -174,7 +174,7 @@ def parse_target(spec: str | None, model: SequenceModel) -> Target:
 
 
 @dataclass(frozen=True)
-class TargetReadout:
+class TargetReadout(Readout):
     """`Target.readout`: a readout for rows starting at `region_starts`, which can be cut into row groups."""
 
     target: Target

@@ -22,7 +22,7 @@ from pgf.engine.protocol import Scan, TiledLayer
 from pgf.errors import ModelError
 from pgf.models.base import SequenceModel
 from pgf.models.checkpoint import load_state_strictly, read_weights
-from pgf.models.mamba import BiMambaMixer, MambaMixer, pair_strategy
+from pgf.models.mamba import BiMambaMixer, MambaMixer, pair_combine
 from pgf.models.types import Checkpoint, register_model_type
 
 MODEL_TYPE = "pgf-track-ssm"
@@ -84,8 +84,7 @@ class TrackBlock(nn.Module):
         if mixer is None:
             return TiledLayer([Scan(self.mixer, prepare=self.norm)])
         scans = mixer.scans(prepare=self.norm)
-        strategy, pairs = pair_strategy(mixer, len(scans))
-        return TiledLayer(scans, strategy=strategy, pairs=pairs)
+        return TiledLayer(scans, join=pair_combine(mixer, len(scans)))
 
 
 class TrackSSM(SequenceModel):

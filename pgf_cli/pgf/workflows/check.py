@@ -16,7 +16,7 @@ from pgf.io.regions import Region, parse_region
 from pgf.models.registry import BUILTIN, load_model
 from pgf.models.targets import parse_target
 from pgf.workflows.common import resolve_device, resolve_dtype
-from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
+from pgf.workflows.kernels import DEFAULT_KERNELS, checked_kernels
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}  # max |difference| / max |gradient|
 
@@ -62,7 +62,8 @@ def run_check(request: CheckRequest) -> CheckResult:
         raise PgfUserError("--length and --tile must be positive")
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(request.device)
-    with Genome(request.fasta) as genome, use_kernels(request.kernels, torch_device):
+    backend = checked_kernels(request.kernels, torch_device)
+    with Genome(request.fasta) as genome:
         region = parse_region(request.region, genome.chrom_sizes)
         region = Region(region.chrom, region.start, min(region.end, region.start + length), region.name)
         encoded = one_hot(genome.fetch(region))
@@ -73,7 +74,9 @@ def run_check(request: CheckRequest) -> CheckResult:
     results, seconds = {}, {}
     for name in ("autograd", "pgf"):
         began = time.perf_counter()
-        results[name] = get_engine(name, tile=tile).gradient(loaded.model, inputs, target.readout([region.start]))
+        # the tiled engine runs the chosen kernels; plain autograd over the PyTorch reference is the oracle
+        engine = get_engine(name, tile=tile, backend=backend if name == "pgf" else "reference")
+        results[name] = engine.gradient(loaded.model, inputs, target.readout([region.start]))
         seconds[name] = time.perf_counter() - began
     reference, tiled = results["autograd"], results["pgf"]
     difference = (tiled.gradient - reference.gradient).abs().max().item()

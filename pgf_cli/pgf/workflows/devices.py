@@ -15,19 +15,22 @@ import multiprocessing
 import signal
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import torch
 
+from pgf.engine import get_engine
 from pgf.errors import PgfUserError
 from pgf.io.genome import Genome
 from pgf.io.partial import PartialStore
 from pgf.io.regions import Region
+from pgf.models.registry import load_model
+from pgf.workflows.attribute_request import AttributeRequest, resolve_target
 from pgf.workflows.batch import BatchComputer
 from pgf.workflows.common import RegionSummary, Reporter, resolve_dtype
 from pgf.workflows.interpret import effective_options, resolve_ism_region
-from pgf.workflows.kernels import use_kernels
+from pgf.workflows.kernels import checked_kernels
 
 POLL_SECONDS = 0.5
 
@@ -64,7 +67,7 @@ def parse_devices(text: str) -> list[torch.device]:
 class WorkerSetup:
     """What a worker needs to rebuild the run's computation on its own device (picklable)."""
 
-    request: object  # AttributeRequest
+    request: AttributeRequest
     folder: Path
     identity: dict
     attributes: dict
@@ -72,34 +75,52 @@ class WorkerSetup:
     threads: int
 
 
-def _worker(setup: WorkerSetup, worker: int, device_name: str, connection) -> None:
-    from pgf.models.registry import load_model
-    from pgf.workflows.attribute import _resolve_target
-
+def _worker(setup: WorkerSetup, worker: int, device_name: str, connection: Connection) -> None:
+    """A worker process: set up on `device_name`, then compute the batches the parent sends one at a
+    time until it sends None. A failure before the first batch is reported as ("dead", why) (the
+    parent gives its batch to another worker); one batch failing is reported as ("failed", ...)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C stops
     request = setup.request
+    started = False
     try:
-        device = torch.device(device_name)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        else:
-            torch.set_num_threads(setup.threads)
-        genome = Genome(request.fasta)
-        kernels = use_kernels(request.kernels, device)
-        kernels.__enter__()
-        dtype = resolve_dtype(request.dtype)
-        loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)
-        target = _resolve_target(request, loaded.model, genome, [])
-        from pgf.engine import get_engine
-
-        engine = get_engine(request.engine, request.tile, offload=request.offload)
-        store = PartialStore(setup.folder, setup.identity, setup.attributes, setup.token)
-        options = resolve_ism_region(effective_options(request.method, request.method_options), genome.chrom_sizes)
-        computer = BatchComputer(genome, engine, loaded.model, target, request.method, device, dtype, store,
-                                 request.window, request.stride, request.batch_size, options=options)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+        device = _use_device(device_name, setup.threads)
+        with Genome(request.fasta) as genome:
+            computer = _worker_computer(setup, genome, device)
+            started = True
+            _serve(computer, connection)
+    except BaseException as exc:  # noqa: BLE001 - before the first batch: reported to the parent, which decides
+        if started:
+            raise
         connection.send(("dead", f"{type(exc).__name__}: {exc}"))
-        return
+
+
+def _use_device(device_name: str, threads: int) -> torch.device:
+    """Make `device_name` this process's device (a CPU worker gets its share of the threads)."""
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(threads)
+    return device
+
+
+def _worker_computer(setup: WorkerSetup, genome: Genome, device: torch.device) -> BatchComputer:
+    """The run's computation rebuilt on `device`: model, target, engine, and the shared partial output."""
+    request = setup.request
+    dtype = resolve_dtype(request.dtype)
+    loaded = load_model(request.model, device=device, dtype=dtype, vocab=request.vocab)
+    target = resolve_target(request, loaded.model, genome, [])
+    engine = get_engine(request.engine, request.tile, offload=request.offload,
+                        backend=checked_kernels(request.kernels, device))
+    store = PartialStore(setup.folder, setup.identity, setup.attributes, setup.token)
+    options = resolve_ism_region(effective_options(request.method, request.method_options), genome.chrom_sizes)
+    return BatchComputer(genome, engine, loaded.model, target, request.method, device, dtype, store,
+                         request.window, request.stride, request.batch_size, options=options)
+
+
+def _serve(computer: BatchComputer, connection: Connection) -> None:
+    """Compute each (index, batch) received and answer ("done", index, summaries) or ("failed", index,
+    is a user error, message); return on None or when the parent is gone."""
     while True:
         try:
             item = connection.recv()
@@ -117,7 +138,6 @@ def _worker(setup: WorkerSetup, worker: int, device_name: str, connection) -> No
             connection.send(("failed", index, False, f"{type(exc).__name__}: {exc}"))
             continue
         connection.send(("done", index, summaries))
-    genome.close()
 
 
 class _Workers:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import pgf
-from pgf.engine import PgfEngine, Readout
+from pgf.engine import PositionReadout, Readout, TiledEngine
 from pgf.errors import OutputError, PgfUserError
 from pgf.io.atomic import check_output_path
 from pgf.io.effect_writers import EffectResult, Perturbation, write_effect_hdf5, write_effect_summary, write_effect_track
@@ -34,7 +34,7 @@ from pgf.models.base import SequenceModel
 from pgf.models.registry import BUILTIN
 from pgf.models.targets import parse_target
 from pgf.workflows.common import Reporter, SilentReporter, load_model_for_user, resolve_device, resolve_dtype
-from pgf.workflows.kernels import DEFAULT_KERNELS, use_kernels
+from pgf.workflows.kernels import DEFAULT_KERNELS, checked_kernels
 
 __all__ = ["EffectRequest", "EffectResult", "MODES", "Perturbation", "output_function", "run_effect"]
 
@@ -74,13 +74,13 @@ def output_function(model: SequenceModel) -> tuple[Readout, list[str], str]:
         def loglik(outputs, onehot, offset):
             return target.readout([0])(outputs, onehot, offset).unsqueeze(-1)
 
-        return loglik, ["log_p_ref"], what
+        return PositionReadout(loglik), ["log_p_ref"], what
     name = model.default_output
 
     def track(outputs, onehot, offset):
         return outputs[name]
 
-    return track, list(model.output_channels[name]), f"model output {name!r}"
+    return PositionReadout(track), list(model.output_channels[name]), f"model output {name!r}"
 
 
 def _perturbations(request: EffectRequest, genome: Genome, region: Region, sequence: str, reporter: Reporter) -> list[Perturbation]:
@@ -142,8 +142,9 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
         raise OutputError("--track writes one variant's track as bedGraph or bigWig (.bedgraph/.bg/.bw/.bigwig)")
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype)
+    backend = checked_kernels(request.kernels, device)
 
-    with Genome(request.fasta) as genome, use_kernels(request.kernels, device):
+    with Genome(request.fasta) as genome:
         region = parse_region(request.region, genome.chrom_sizes)
         sequence = genome.fetch(region)
         perturbations = _perturbations(request, genome, region, sequence, reporter)
@@ -157,7 +158,7 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
         began = time.perf_counter()
         progress = reporter.region_started([region], 0, 1)
         linear = exact = None
-        engine = PgfEngine(tile=request.tile)
+        engine = TiledEngine(tile=request.tile, backend=backend)
         baseline = None
         if request.mode in ("linear", "both"):
             linear = []

@@ -1,13 +1,11 @@
-"""Which selective-scan kernels a command runs (`--kernels`)."""
+"""Which kernels a command's engine runs (`--kernels`), checked against the device before any work."""
 
 from __future__ import annotations
-
-from contextlib import AbstractContextManager
 
 import torch
 
 from pgf.errors import PgfUserError
-from pgf_kernels import BACKENDS, cpu_unavailable_reason, kernel_backend, triton_unavailable_reason
+from pgf_kernels import BACKENDS, cpu_unavailable_reason, triton_unavailable_reason
 
 # "auto": the fused Triton kernels on CUDA (their test suite passes compiled on an H200, and
 # they are several times faster than the reference there: bench/results/nvidia-h200-*), the
@@ -20,12 +18,12 @@ KERNELS_HELP = (
 )
 
 
-def use_kernels(name: str, device: torch.device) -> AbstractContextManager:
-    """A context in which every scan runs the `name` kernels; a user error when they cannot run on `device`."""
+def checked_kernels(name: str, device: torch.device) -> str:
+    """`name`, the kernels an engine on `device` is given; a user error when they cannot run there."""
     if name not in BACKENDS:
         raise PgfUserError(f"unknown kernels {name!r}; choose one of: {', '.join(BACKENDS)}")
     unavailable = {"triton": triton_unavailable_reason, "cpu": cpu_unavailable_reason}.get(name)
     reason = unavailable(device) if unavailable else None
     if reason is not None:
         raise PgfUserError(f"--kernels {name}: {reason}")
-    return kernel_backend(name)
+    return name

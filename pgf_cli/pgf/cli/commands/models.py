@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from pgf.cli.errors import run_guarded
-from pgf.cli.options import VOCAB_HELP
+from pgf.cli.options import ShowVocabOption
 from pgf.models.registry import human_count, load_model
 
 models_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
@@ -40,7 +40,7 @@ def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
 def show(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="'builtin', 'random-test' or a checkpoint directory.")],
-    vocab: Annotated[Optional[str], typer.Option("--vocab", help=VOCAB_HELP)] = None,
+    vocab: ShowVocabOption = None,
 ) -> None:
     """Print a model's architecture, size, context length, vocabulary and checksum."""
 

@@ -12,8 +12,8 @@ positions). The VJP for x and tail recomputes `pre` (no activation is saved besi
 
     g = dy silu'(pre),   du[:, i, e] = sum_k weight[e, k] g[:, i - k, e]   (0 <= i - k < T),
 
-dx = du[:, K-1:], dtail = du[:, :K-1]. No weight or bias gradient (`ops` keeps the reference
-when one is wanted). Sums are in fp32, or fp64 for fp64 inputs.
+dx = du[:, K-1:], dtail = du[:, :K-1]. No weight or bias gradient (`causal_conv1d` keeps the
+reference when one is wanted). Sums are in fp32, or fp64 for fp64 inputs.
 """
 
 from __future__ import annotations
@@ -21,21 +21,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pgf_kernels import cpu_scan
-from pgf_kernels.cpu_scan import _FASTMATH, run_compiled, work_dtype
+from pgf_kernels.cpu_common import FASTMATH, alloc, run_compiled, work_dtype
 
 try:
     from numba import njit, prange
 
     from pgf_kernels.cpu_exp import fast_exp
-except ImportError:  # pragma: no cover - `ops` checks numba before it dispatches here
+except ImportError:  # pragma: no cover - `causal_conv1d` checks numba before it dispatches here
     njit = None
 
 POSITIONS_PER_JOB = 256
 
 if njit is not None:
 
-    @njit(fastmath=_FASTMATH, cache=True)
+    @njit(fastmath=FASTMATH, cache=True)
     def _pre_at(x, tail, wT, bias, has_bias, bi, t, acc, zero):
         """acc[e] = pre[bi, t, e] for every channel (channels innermost: vectorised)."""
         E = x.shape[2]
@@ -57,7 +56,7 @@ if njit is not None:
         start = (job % n_blocks) * POSITIONS_PER_JOB
         return job // n_blocks, start, min(total, start + POSITIONS_PER_JOB)
 
-    @njit(parallel=True, fastmath=_FASTMATH, cache=True)
+    @njit(parallel=True, fastmath=FASTMATH, cache=True)
     def _pre_kernel(x, tail, wT, bias, has_bias, out, apply_silu, zero, one):
         """out = pre, or silu(pre) with apply_silu. x (b, T, E), tail (b, K-1, E), wT (K, E)."""
         b, T, E = x.shape
@@ -75,7 +74,7 @@ if njit is not None:
                     for e in range(E):
                         out[bi, t, e] = acc[e]
 
-    @njit(parallel=True, fastmath=_FASTMATH, cache=True)
+    @njit(parallel=True, fastmath=FASTMATH, cache=True)
     def _input_vjp_kernel(x, tail, wT, bias, has_bias, dy, g, dx, dtail, zero, one):
         """g = dy silu'(pre) into the scratch g (b, T, E); then dx (b, T, E), dtail (b, K-1, E)."""
         b, T, E = x.shape
@@ -128,15 +127,10 @@ def _prepare(x: torch.Tensor, tail: torch.Tensor, weight: torch.Tensor, bias: to
     return arrays, bias is not None, work, np_dtype(0.0), np_dtype(1.0)
 
 
-def _empty(shape, dtype) -> torch.Tensor:
-    """An output buffer; NaN-filled when the tests ask (cpu_scan.NAN_FILL), so a missed write fails."""
-    return torch.full(shape, float("nan"), dtype=dtype) if cpu_scan.NAN_FILL else torch.empty(shape, dtype=dtype)
-
-
 def conv_forward(x, tail, weight, bias, silu: bool = True) -> torch.Tensor:
     """silu(pre) (or pre with silu=False), (b, T, E) contiguous, in x's dtype."""
     (xn, tn, wn, bn), has_bias, work, zero, one = _prepare(x, tail, weight, bias)
-    out = _empty(x.shape, work)
+    out = alloc(x.shape, work)
     if out.numel():
         run_compiled(_pre_kernel, xn, tn, wn, bn, has_bias, out.numpy(), silu, zero, one)
     return out.to(x.dtype)
@@ -148,8 +142,8 @@ def conv_input_vjp(x, tail, weight, bias, dy) -> tuple[torch.Tensor, torch.Tenso
     b, T, E = x.shape
     K = weight.shape[1]
     g = torch.empty((b, T, E), dtype=work)
-    dx = _empty((b, T, E), work)
-    dtail = _empty((b, K - 1, E), work)
+    dx = alloc((b, T, E), work)
+    dtail = alloc((b, K - 1, E), work)
     if dx.numel() + dtail.numel():
         dyn = dy.detach().to(work).contiguous().numpy()
         run_compiled(_input_vjp_kernel, xn, tn, wn, bn, has_bias, dyn, g.numpy(), dx.numpy(), dtail.numpy(), zero, one)

@@ -1,4 +1,4 @@
-"""Compiled scan kernels as autograd functions: one registration serves every backend.
+"""The compiled scan kernels as autograd functions: one registration serves every backend.
 
 A backend (Triton on CUDA, numba on CPU) supplies three kernels with the layout of
 `selective_scan_ref` (see `KernelSet`); `scan_functions` wraps them as
@@ -182,3 +182,50 @@ def scan_functions(kernels: KernelSet) -> tuple[type, type, type]:
     for cls in (ScanFunction, TangentFunction, AdjointFunction):
         cls.__qualname__ = cls.__name__ = f"{kernels.name.capitalize()}{cls.__name__}"
     return ScanFunction, TangentFunction, AdjointFunction
+
+
+# ----------------------------------------------------------------------------------------------
+# the backends' kernels (modules imported on first call, looked up at every call), and their functions
+
+
+def _triton():
+    from pgf_kernels.scan import triton
+
+    return triton
+
+
+def _cpu():
+    from pgf_kernels.scan import cpu
+
+    return cpu
+
+
+def triton_forward(x, delta, A, B, C, D, z, h0, chunk):
+    return _triton().scan_forward(x, delta, A, B, C, D, z, h0, chunk=chunk)
+
+
+def _triton_tangent(primals, tangents, K, chunk):
+    _, _, y_t, h_t = _triton().scan_tangent(*primals, tangents, K=K, chunk=chunk, write_primal=False)
+    return y_t, h_t
+
+
+def triton_backward(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk):
+    return (*_triton().scan_backward(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk=chunk), None, None)
+
+
+def cpu_forward(x, delta, A, B, C, D, z, h0, chunk):
+    return _cpu().scan_forward(x, delta, A, B, C, D, z, h0, chunk=chunk)
+
+
+def _cpu_tangent(primals, tangents, K, chunk):
+    return _cpu().scan_tangent(*primals, tangents, K=K)
+
+
+def cpu_backward(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk):
+    return _cpu().scan_backward(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk=chunk)
+
+
+TRITON = KernelSet("Triton", triton_forward, _triton_tangent, triton_backward, parameter_grads=False)
+CPU = KernelSet("CPU", cpu_forward, _cpu_tangent, cpu_backward, parameter_grads=True)
+TritonScanFunction, TritonTangentFunction, TritonAdjointFunction = scan_functions(TRITON)
+CpuScanFunction, CpuTangentFunction, CpuAdjointFunction = scan_functions(CPU)

@@ -1,14 +1,14 @@
-"""The PGF engine: forward, tangent and adjoint sweeps over tiles (exact, memory-bounded)."""
+"""The tiled engine (`--engine pgf`): forward, tangent and adjoint sweeps over tiles (exact, memory-bounded)."""
 
 from __future__ import annotations
 
 import torch
 
-from pgf.engine.adjoint import GradientResult, adjoint_gradient
-from pgf.engine.base import Engine
-from pgf.engine.protocol import Readout, SweepModel, is_causal, readout_rows
+from pgf.engine.adjoint import adjoint_gradient
+from pgf.engine.base import Engine, GradientResult, check_readout
+from pgf.engine.protocol import Backend, Readout, SweepModel, is_causal
 from pgf.engine.streaming import PRIMAL, Dual, TangentMode, stream_causal, sweep_layers
-from pgf.engine.tiles import DEFAULT_TILE, Progress, ProgressCounter, frozen, tile_spans
+from pgf.engine.tile_primitives import DEFAULT_TILE, Progress, ProgressCounter, frozen, tile_spans
 
 # On CPU, rows x tile positions that one sweep step works on: beyond this a step's temporaries
 # spill out of cache (100 x 2,048-bp regions at once: 27 kbp/s in 1.5 GB; 8 rows at a time:
@@ -16,11 +16,11 @@ from pgf.engine.tiles import DEFAULT_TILE, Progress, ProgressCounter, frozen, ti
 CPU_STEP_POSITIONS = 16_384
 
 
-def row_groups(onehot: torch.Tensor, tile: int, readout: Readout) -> list[tuple[int, int]]:
+def row_groups(onehot: torch.Tensor, tile: int) -> list[tuple[int, int]]:
     """[start, end) row ranges of a batch swept one after another (one range: the whole batch)."""
     batch, length = onehot.shape[0], onehot.shape[1]
     rows = max(1, CPU_STEP_POSITIONS // max(1, min(length, tile)))
-    if onehot.device.type != "cpu" or batch <= rows or readout_rows(readout, 0, batch) is None:
+    if onehot.device.type != "cpu" or batch <= rows:
         return [(0, batch)]
     return [(start, min(start + rows, batch)) for start in range(0, batch, rows)]
 
@@ -36,15 +36,18 @@ def _group_progress(progress: Progress | None, index: int, count: int) -> Progre
     return lambda done, total: progress(index * total + done, count * total)
 
 
-class PgfEngine(Engine):
+class TiledEngine(Engine):
     """Sweeps `tile` positions at a time; `offload` keeps saved layer inputs on host memory
-    (True), never (False), or when they would take over half the free GPU memory (None)."""
+    (True), never (False), or when they would take over half the free GPU memory (None);
+    the mixers run the `backend` kernels ("reference", "cpu", "triton"; None: the kernels
+    package's default)."""
 
     name = "pgf"
 
-    def __init__(self, tile: int | None = None, offload: bool | None = None):
+    def __init__(self, tile: int | None = None, offload: bool | None = None, backend: Backend = None):
         self.tile = tile or DEFAULT_TILE
         self.offload = offload
+        self.backend = backend
 
     def _counter(self, model: SweepModel, tiles: list, progress: Progress | None) -> ProgressCounter:
         layers = model.tiled_layers()
@@ -54,36 +57,43 @@ class PgfEngine(Engine):
     def _sweep(self, model: SweepModel, onehot, readout: Readout, reference: torch.Tensor, mode, progress):
         tiles = tile_spans(reference.shape[1], self.tile)
         walk = stream_causal if is_causal(model.tiled_layers()) else sweep_layers
-        return walk(model, onehot, readout, reference, tiles, mode, self._counter(model, tiles, progress))
+        return walk(model, onehot, readout, reference, tiles, mode, self._counter(model, tiles, progress), self.backend)
+
+    def plan(self, onehot: torch.Tensor) -> list[tuple[int, int]]:
+        """The row groups this engine sweeps a batch in, one after another."""
+        return row_groups(onehot, self.tile)
 
     def forward(self, model, onehot, readout, reference=None, progress=None) -> torch.Tensor:
+        readout = check_readout(readout)
         reference = onehot if reference is None else reference
-        groups = row_groups(onehot, self.tile, readout)
+        groups = self.plan(onehot)
         with torch.no_grad():
             return _joined([
-                self._sweep(model, onehot[s:e], readout_rows(readout, s, e) or readout, reference[s:e], PRIMAL,
+                self._sweep(model, onehot[s:e], readout.rows(s, e), reference[s:e], PRIMAL,
                             _group_progress(progress, i, len(groups)))
                 for i, (s, e) in enumerate(groups)
             ])
 
     def tangent(self, model, onehot, directions, readout, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
-        groups = row_groups(onehot, self.tile, readout)
+        readout = check_readout(readout)
+        groups = self.plan(onehot)
         primals, tangents = [], []
         with frozen(model):
             for i, (s, e) in enumerate(groups):
                 dual = Dual(onehot[s:e], directions[:, s:e].to(onehot.dtype))
-                result = self._sweep(model, dual, readout_rows(readout, s, e) or readout, onehot[s:e],
+                result = self._sweep(model, dual, readout.rows(s, e), onehot[s:e],
                                      TangentMode(directions.shape[0]), _group_progress(progress, i, len(groups)))
                 primals.append(result.primal.detach())
                 tangents.append(result.tangent.detach())
         return _joined(primals), _joined(tangents, dim=1)
 
     def gradient(self, model, onehot, readout, progress=None) -> GradientResult:
+        readout = check_readout(readout)
         tiles = tile_spans(onehot.shape[1], self.tile)
-        groups = row_groups(onehot, self.tile, readout)
+        groups = self.plan(onehot)
         results = [
-            adjoint_gradient(model, onehot[s:e], readout_rows(readout, s, e) or readout, tiles, self.offload,
-                             _group_progress(progress, i, len(groups)))
+            adjoint_gradient(model, onehot[s:e], readout.rows(s, e), tiles, self.offload,
+                             _group_progress(progress, i, len(groups)), self.backend)
             for i, (s, e) in enumerate(groups)
         ]
         if len(results) == 1:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from pgf.cli.errors import run_guarded
-from pgf.cli.options import ForceOption, QuietOption
+from pgf.cli.options import ForceOption, H5Argument, QuietOption, output_option
 from pgf.workflows.export import ExportModiscoRequest, run_export_modisco
 
 export_app = typer.Typer(help="Hand attributions to other tools (TF-MoDISco).", no_args_is_help=True)
@@ -17,9 +17,9 @@ export_app = typer.Typer(help="Hand attributions to other tools (TF-MoDISco).", 
 @export_app.command("modisco")
 def modisco(
     ctx: typer.Context,
-    h5: Annotated[Path, typer.Argument(metavar="IN.h5", help="A `pgf attribute` HDF5 output.")],
+    h5: H5Argument,
     *,
-    prefix: Annotated[Path, typer.Option("--output", "-o", metavar="PREFIX", help="Writes PREFIX.ohe.npz, PREFIX.hyp.npz, PREFIX.bed.")],
+    prefix: Annotated[Path, output_option("PREFIX", "Writes PREFIX.ohe.npz, PREFIX.hyp.npz, PREFIX.bed.")],
     window: Annotated[
         Optional[int], typer.Option("--window", "-w", min=2, metavar="W", help="Example width, even (default: the regions' common length).")
     ] = None,

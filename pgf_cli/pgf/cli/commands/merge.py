@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from pgf.cli.errors import command_line, run_guarded
-from pgf.cli.options import ForceOption, Format, QuietOption
+from pgf.cli.options import ForceOption, FormatOption, QuietOption, output_option
 from pgf.cli.progress import RichReporter
 from pgf.workflows.merge import MergeRequest, run_merge
 
@@ -17,10 +17,8 @@ def merge(
     ctx: typer.Context,
     parts: Annotated[list[Path], typer.Argument(metavar="PART.h5...", help="HDF5 outputs of pgf attribute (e.g. one per --shard).")],
     *,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", metavar="OUT", help="Merged output: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")
-    ],
-    fmt: Annotated[Optional[Format], typer.Option("--format", help="Output format, when the suffix does not say.")] = None,
+    output: Annotated[Path, output_option("OUT", "Merged output: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")],
+    fmt: FormatOption = None,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:

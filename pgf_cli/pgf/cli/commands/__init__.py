@@ -1,0 +1,1 @@
+"""One module per `pgf` command; pgf.cli.app registers them."""
