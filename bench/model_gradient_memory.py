@@ -53,9 +53,6 @@ def child(args) -> dict:
     from pgf.engine import TiledEngine
     from pgf.models.targets import parse_target
     from pgf.workflows.effect import output_function
-    from pgf_kernels import set_kernel_backend
-
-    set_kernel_backend(args.kernels)
     device = torch.device(args.device)
     model = build_model(args.d_model, args.n_layer).to(device)
     for parameter in model.parameters():
@@ -74,10 +71,10 @@ def child(args) -> dict:
         began = time.perf_counter()
         if args.child == "forward":
             output, _, _ = output_function(model)
-            values = TiledEngine(tile=args.tile).forward(model, onehot, output)
+            values = TiledEngine(tile=args.tile, backend=args.kernels).forward(model, onehot, output)
             record["output_sum"] = float(values.double().sum())
         else:
-            engine = TiledEngine(tile=args.tile, offload=offload)
+            engine = TiledEngine(tile=args.tile, offload=offload, backend=args.kernels)
             result = engine.gradient(model, onehot, parse_target("loglik", model).readout([0]))
             record["target_value"] = float(result.target_value[0])
             record["gradient_finite"] = bool(torch.isfinite(result.gradient).all())

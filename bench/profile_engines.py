@@ -34,13 +34,15 @@ ENGINES = ("forward", "gradient", "tangent16", "autograd")
 PHASES = ("pgf::forward_pass", "pgf::recompute", "pgf::backward")
 
 
-def profile_engine(model, engine: str, length: int, top: int) -> dict:
-    run_engine("builtin", engine, model, 4096)  # warm-up: compiled kernels loaded, allocator primed
+def profile_engine(model, engine: str, length: int, top: int, backend: str | None = None) -> dict:
+    """The profile of one engine call over `length` positions, its mixers running the `backend`
+    kernels (None: auto)."""
+    run_engine("builtin", engine, model, 4096, backend=backend)  # warm-up: compiled kernels loaded, allocator primed
     began = time.perf_counter()
-    run_engine("builtin", engine, model, length)
+    run_engine("builtin", engine, model, length, backend=backend)
     wall = time.perf_counter() - began
     with profile(activities=[ProfilerActivity.CPU]) as trace:
-        run_engine("builtin", engine, model, length)
+        run_engine("builtin", engine, model, length, backend=backend)
     events = trace.key_averages()
     total = sum(e.self_cpu_time_total for e in events) / 1e6
     phases = {e.key: round(e.cpu_time_total / 1e6, 4) for e in events if e.key in PHASES}
@@ -68,15 +70,12 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
 
-    from pgf_kernels import kernel_backend
-
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = build_model("builtin")
     records = []
-    with kernel_backend(args.kernels):
-        for engine in args.engines.split(","):
-            records.append(profile_engine(model, engine, args.length, args.top))
-            print(json.dumps({k: records[-1][k] for k in ("engine", "wall_seconds", "phases_cpu_seconds")}), flush=True)
+    for engine in args.engines.split(","):
+        records.append(profile_engine(model, engine, args.length, args.top, backend=args.kernels))
+        print(json.dumps({k: records[-1][k] for k in ("engine", "wall_seconds", "phases_cpu_seconds")}), flush=True)
     forward = next((r["wall_seconds"] for r in records if r["engine"] == "forward"), None)
     for record in records:
         record["times_forward"] = round(record["wall_seconds"] / forward, 2) if forward else None

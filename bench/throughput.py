@@ -20,7 +20,7 @@ inputs and scans are fp32 throughout). The run calibrates the machine it runs on
         copy    bytes/s of a device-to-device copy_ of a 1 GiB fp32 tensor (read + write counted:
                 2 x 1 GiB; best of 5, synchronized).
 
-Engines (records' "engine"):
+Engines (records' "engine"; each run with backend= the case's kernels, "none" meaning auto):
   forward    pgf forward sweep, no grad                 (get_engine("pgf").forward)
   gradient   pgf adjoint: d readout-sum / d onehot      (get_engine("pgf").gradient)
   tangent1   pgf tangent sweep, 1 direction             (get_engine("pgf").tangent)
@@ -210,7 +210,9 @@ def random_onehot(batch: int, length: int, seed: int = 0, device: str = "cpu"):
     return torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length), generator=g), 4).float().to(device)
 
 
-def run_engine(name: str, engine: str, model, length: int, device: str = "cpu"):
+def run_engine(name: str, engine: str, model, length: int, device: str = "cpu", backend: str | None = None):
+    """One call of `engine` on `model` over `length` positions, its mixers running the `backend`
+    kernels (None: auto)."""
     import torch
 
     from pgf.engine.registry import get_engine
@@ -222,21 +224,23 @@ def run_engine(name: str, engine: str, model, length: int, device: str = "cpu"):
         onehot = random_onehot(1, length, device=device)
     if engine == "forward":
         with torch.no_grad():
-            return get_engine("pgf").forward(model, onehot, readout)
+            return get_engine("pgf", backend=backend).forward(model, onehot, readout)
     if engine in ("gradient", "batch"):
-        return get_engine("pgf").gradient(model, onehot, readout)
+        return get_engine("pgf", backend=backend).gradient(model, onehot, readout)
     if engine == "autograd":
-        return get_engine("autograd").gradient(model, onehot, readout)
+        return get_engine("autograd", backend=backend).gradient(model, onehot, readout)
     if engine.startswith("tangent"):
         k = int(engine[len("tangent"):])
         g = torch.Generator().manual_seed(1)
         directions = torch.randn(k, 1, length, 4, generator=g).to(device)
         with torch.no_grad():
-            return get_engine("pgf").tangent(model, onehot, directions, readout)
+            return get_engine("pgf", backend=backend).tangent(model, onehot, directions, readout)
     raise ValueError(engine)
 
 
-def run_paper(variant: str, length: int, tile: int = 2048, device: str = "cpu"):
+def run_paper(variant: str, length: int, tile: int = 2048, device: str = "cpu", backend: str | None = None):
+    """The paper layer's impulse response: the paper's loop, or pgf's tiles on the `backend` kernels
+    (None: auto)."""
     import torch
     from torch.func import jvp, vmap
 
@@ -257,7 +261,7 @@ def run_paper(variant: str, length: int, tile: int = 2048, device: str = "cpu"):
         for s in range(0, length, tile):
             e = min(s + tile, length)
             (_, state), (y_dot, state_dot) = vmap(
-                lambda ud, *sd: jvp(lambda ut, *st: mixer.forward_tile(ut, tuple(st)), (u[:, s:e], *state), (ud, *sd)),
+                lambda ud, *sd: jvp(lambda ut, *st: mixer.forward_tile(ut, tuple(st), backend), (u[:, s:e], *state), (ud, *sd)),
                 out_dims=(None, 0),
             )(u_dot[None, :, s:e], *state_dot)
             outs.append(y_dot)
@@ -267,8 +271,6 @@ def run_paper(variant: str, length: int, tile: int = 2048, device: str = "cpu"):
 def child(spec: dict) -> dict:
     import torch
 
-    from pgf_kernels import kernel_backend
-
     spec = dict(spec)
     device = spec.pop("device", "cpu")
     caduceus_config = spec.pop("caduceus_config", "small")
@@ -276,23 +278,23 @@ def child(spec: dict) -> dict:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.manual_seed(0)
     record = dict(spec)
-    with kernel_backend(spec["kernels"] if spec["kernels"] != "none" else "auto"):
-        if spec["engine"] == "paper":
-            run_paper(spec["variant"], WARMUP_LENGTH, device=device)
-            case = lambda: run_paper(spec["variant"], spec["length"], device=device)  # noqa: E731
-        else:
-            model = build_model(spec["model"], caduceus_config).to(device)
-            warmup = "gradient" if spec["engine"] == "batch" else spec["engine"]
-            run_engine(spec["model"], warmup, model, WARMUP_LENGTH, device)
-            case = lambda: run_engine(spec["model"], spec["engine"], model, spec["length"], device)  # noqa: E731
-        sync()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        baseline = None if cuda else reset_peak_rss()
-        began = time.perf_counter()
-        case()
-        sync()
-        seconds = time.perf_counter() - began
+    backend = spec["kernels"] if spec["kernels"] != "none" else "auto"  # "none": a case that runs no pgf kernels
+    if spec["engine"] == "paper":
+        run_paper(spec["variant"], WARMUP_LENGTH, device=device, backend=backend)
+        case = lambda: run_paper(spec["variant"], spec["length"], device=device, backend=backend)  # noqa: E731
+    else:
+        model = build_model(spec["model"], caduceus_config).to(device)
+        warmup = "gradient" if spec["engine"] == "batch" else spec["engine"]
+        run_engine(spec["model"], warmup, model, WARMUP_LENGTH, device, backend)
+        case = lambda: run_engine(spec["model"], spec["engine"], model, spec["length"], device, backend)  # noqa: E731
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    baseline = None if cuda else reset_peak_rss()
+    began = time.perf_counter()
+    case()
+    sync()
+    seconds = time.perf_counter() - began
     bp = BATCH_REGIONS * BATCH_LENGTH if spec["engine"] == "batch" else spec["length"]
     record.update(seconds=round(seconds, 4), bp=bp, bp_per_s=round(bp / seconds, 1),
                   peak_bytes=torch.cuda.max_memory_allocated() if cuda else peak_rss(),

@@ -9,15 +9,15 @@ from pgf.engine.tiled_engine import TiledEngine
 from pgf.models.targets import parse_target
 
 
-def compare(model, target_spec, L, tile, dtype=torch.float64, start=5000, batch=1, window=None):
+def compare(model, target_spec, L, tile, dtype=torch.float64, start=5000, batch=1, window=None, backend=None):
     model = model.to(dtype)
     x = onehot(L, dtype=dtype, batch=batch)
     target = parse_target(target_spec, model)
     if window:
         target = target.with_window("chr1", start + window[0], start + window[1])
     starts = [start] * batch
-    expected = AutogradEngine().gradient(model, x, target.readout(starts))
-    got = TiledEngine(tile=tile).gradient(model, x, target.readout(starts))
+    expected = AutogradEngine(backend).gradient(model, x, target.readout(starts))
+    got = TiledEngine(tile=tile, backend=backend).gradient(model, x, target.readout(starts))
     scale = expected.gradient.abs().max()
     assert scale > 0
     gradient_error = float((got.gradient - expected.gradient).abs().max() / scale)
@@ -91,18 +91,16 @@ def test_compiled_kernels_pull_back_without_rerunning_the_scans(kind, target, mo
     and the reverse pass uses the mixer's own VJP: the scan's forward kernel runs once per tile and
     scan, in the forward pass only, and the gradient still equals autograd's. With the reference
     kernels (no residual) every tile is recomputed."""
-    from pgf_kernels import cpu_scan, kernel_backend
+    from pgf_kernels.scan import cpu as scan_cpu
 
     model = build(kind).double()
     L, tile = 200, 64
     counts = []
-    real = cpu_scan.scan_forward
-    monkeypatch.setattr(cpu_scan, "scan_forward", lambda *a, **k: counts.append(1) or real(*a, **k))
-    with kernel_backend("auto"):
-        error, _ = compare(model, target, L, tile)
+    real = scan_cpu.scan_forward
+    monkeypatch.setattr(scan_cpu, "scan_forward", lambda *a, **k: counts.append(1) or real(*a, **k))
+    error, _ = compare(model, target, L, tile, backend="auto")
     counts.clear()
-    with kernel_backend("auto"):
-        TiledEngine(tile=tile).gradient(model, onehot(L, dtype=torch.float64), parse_target(target, model).readout([0]))
+    TiledEngine(tile=tile, backend="auto").gradient(model, onehot(L, dtype=torch.float64), parse_target(target, model).readout([0]))
     n_scans = sum(len(layer.scans) for layer in model.tiled_layers())
     assert len(counts) == n_scans * -(-L // tile)
     assert error < 1e-10

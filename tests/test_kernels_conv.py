@@ -1,8 +1,8 @@
 """The causal depthwise conv + SiLU, every backend against the PyTorch reference: the compiled CPU
 kernel (numba; pgf_kernels.conv.cpu): values, input gradients (x and the carried tail), tangents
 (also vmapped over directions and for the weights), for strided inputs and tiles shorter than the
-kernel; and which kernel `causal_conv1d` runs (`backend=`, the process-wide default: the CPU kernel
-only where no weight gradient is wanted; there is no Triton convolution).
+kernel; and which kernel `causal_conv1d` runs (`backend=`, None meaning "auto": the CPU kernel only where no
+weight gradient is wanted; there is no Triton convolution).
 
 Every buffer the CPU kernel's wrappers allocate is filled with NaN first, so a missed write fails."""
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
 
-from pgf_kernels import backends, causal_conv1d, causal_conv1d_ref, cpu_common, kernel_backend
+from pgf_kernels import backends, causal_conv1d, causal_conv1d_ref, cpu_common
 from pgf_kernels.conv import conv_backend
 from pgf_kernels.conv import cpu as conv_cpu
 from pgf_kernels.conv import ops as conv_ops
@@ -83,14 +83,14 @@ def test_dispatch_keeps_the_reference_when_weights_want_gradients(monkeypatch):
     calls = []
     real = conv_cpu.conv_forward
     monkeypatch.setattr(conv_cpu, "conv_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
-    with kernel_backend("auto"):
-        frozen = causal_conv1d(x, tail, weight, bias)
+    for backend in ("auto", None):  # None: auto
+        calls.clear()
+        frozen = causal_conv1d(x, tail, weight, bias, backend=backend)
         assert calls == [1]
-        trained = causal_conv1d(x, tail, weight.clone().requires_grad_(), bias)
+        trained = causal_conv1d(x, tail, weight.clone().requires_grad_(), bias, backend=backend)
         assert calls == [1] and trained.grad_fn is not None
-    with kernel_backend("reference"):
-        causal_conv1d(x, tail, weight, bias)
-        assert calls == [1]
+    causal_conv1d(x, tail, weight, bias, backend="reference")
+    assert calls == [1]
     torch.testing.assert_close(frozen, trained.detach(), **TOL[torch.float64])
 
 
@@ -124,9 +124,10 @@ def test_conv_backend_rule(monkeypatch):
         assert conv_backend(x, trained, bias, "auto") == "cpu"
     with pytest.raises(RuntimeError, match="kernel backend 'cpu' cannot run here: the CPU kernels need CPU tensors"):
         conv_backend(meta, weight, bias, "cpu")
-    with kernel_backend("reference"):
-        assert conv_backend(x, weight, bias) == "reference"
-        assert conv_backend(x, weight, bias, "cpu") == "cpu"
+    assert conv_backend(x, weight, bias) == "cpu"  # None: auto
+    assert conv_backend(meta, weight, bias) == "reference"
+    with torch.enable_grad():
+        assert conv_backend(x, trained, bias) == "reference"
     with pytest.raises(ValueError, match="reference, triton, auto"):
         conv_backend(x, weight, bias, "fast")
     monkeypatch.setattr(backends, "_cpu_module", lambda: None)
@@ -143,25 +144,25 @@ def refuse(what):
 
 
 @needs_numba
-def test_explicit_backend_beats_the_default(monkeypatch):
-    """`causal_conv1d` runs the backend it is given whatever the process-wide default, the default
+def test_explicit_backend_beats_the_auto_rule(monkeypatch):
+    """`causal_conv1d` runs the backend it is given whatever the auto rule would pick, the auto rule
     only where `backend` is None: checked by which code runs (the other backend's entry raises)."""
     x, tail, weight, bias = make(30, torch.float64)
     expected = causal_conv1d_ref(x, tail, weight, bias)
     with monkeypatch.context() as patch:
         patch.setattr(conv_cpu, "conv_forward", refuse("the CPU kernel"))
-        with kernel_backend("cpu"):
-            assert torch.equal(causal_conv1d(x, tail, weight, bias, backend="reference"), expected)
-            assert torch.equal(causal_conv1d(x, tail, weight, bias, backend="triton"), expected)
-            with pytest.raises(AssertionError, match="the CPU kernel ran"):
-                causal_conv1d(x, tail, weight, bias)
+        # auto would run the CPU kernel on these CPU tensors
+        assert torch.equal(causal_conv1d(x, tail, weight, bias, backend="reference"), expected)
+        assert torch.equal(causal_conv1d(x, tail, weight, bias, backend="triton"), expected)
+        with pytest.raises(AssertionError, match="the CPU kernel ran"):
+            causal_conv1d(x, tail, weight, bias)  # None: auto
     calls = []
     real = conv_cpu.conv_forward
     monkeypatch.setattr(conv_cpu, "conv_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(conv_ops, "causal_conv1d_ref", refuse("the reference"))
-    with kernel_backend("reference"):
-        got = causal_conv1d(x, tail, weight, bias, backend="cpu")
-        assert calls == [1]
+    got = causal_conv1d(x, tail, weight, bias, backend="cpu")
+    assert calls == [1]
+    with torch.enable_grad():  # the weight wants a gradient: auto would keep the reference
         with pytest.raises(AssertionError, match="the reference ran"):
-            causal_conv1d(x, tail, weight, bias, backend=None)
+            causal_conv1d(x, tail, weight.clone().requires_grad_(), bias, backend=None)
     torch.testing.assert_close(got, expected, **TOL[torch.float64])

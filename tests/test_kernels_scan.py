@@ -1,7 +1,7 @@
 """The selective scan, every backend against the PyTorch reference (fp64 unless a test is about
 another dtype): outputs, input gradients, tangents, through every registration path (autograd,
 torch.func.jvp, vmap of jvp, vmap of the primal) and inside the PGF engines; and which backend
-runs (`backend=`, the process-wide default, the "auto" rule).
+runs (`backend=`; None and "auto": the "auto" rule).
 
 * reference: the chunked PyTorch scan equals the step-by-step recurrence.
 * cpu (numba): every input gradient (dA and dD included); compiled on first use, cached on disk.
@@ -19,7 +19,8 @@ import torch
 from torch.func import jvp, vjp, vmap
 
 from helpers import build, onehot
-from pgf.engine.tiled_engine import TiledEngine
+from pgf.engine import TiledEngine
+from pgf.engine.protocol import whole_forward
 from pgf.models.targets import parse_target
 from pgf.workflows.effect import output_function
 from pgf_kernels import (
@@ -27,14 +28,11 @@ from pgf_kernels import (
     backends,
     cpu_common,
     cpu_unavailable_reason,
-    get_kernel_backend,
-    kernel_backend,
     resolve_backend,
     selective_scan,
     selective_scan_ref,
     selective_scan_saving,
     selective_scan_vjp,
-    set_kernel_backend,
     triton_unavailable_reason,
 )
 from pgf_kernels.scan import autograd, ops, selective_scan_loop
@@ -355,12 +353,10 @@ def test_cpu_the_model_runs_the_cpu_kernels_and_agrees_with_the_reference():
         values = outputs.values() if isinstance(outputs, dict) else [outputs]
         return torch.cat([v.reshape(-1) for v in values])
 
-    with kernel_backend("reference"):
-        ref = total(model(seq))
-        (g_ref,) = torch.autograd.grad(ref.sum(), seq)
-    with kernel_backend("cpu"):
-        out = total(model(seq))
-        (g,) = torch.autograd.grad(out.sum(), seq)
+    ref = total(whole_forward(model, seq, "reference"))
+    (g_ref,) = torch.autograd.grad(ref.sum(), seq)
+    out = total(whole_forward(model, seq, "cpu"))
+    (g,) = torch.autograd.grad(out.sum(), seq)
     assert rel(out, ref) <= 1e-10 and rel(g, g_ref) <= 1e-10
 
 
@@ -751,10 +747,8 @@ def test_triton_adjoint_engine_gradient_with_triton_kernels():
     model = build("track-bi").double().to(DEVICE)
     x = onehot(100).to(DEVICE)
     target = parse_target("sum:b", model)
-    with kernel_backend("reference"):
-        expected = TiledEngine(tile=32).gradient(model, x, target.readout([0]))
-    with kernel_backend("triton"):
-        got = TiledEngine(tile=32).gradient(model, x, target.readout([0]))
+    expected = TiledEngine(tile=32, backend="reference").gradient(model, x, target.readout([0]))
+    got = TiledEngine(tile=32, backend="triton").gradient(model, x, target.readout([0]))
     assert rel_checked(got.gradient, expected.gradient) <= 1e-10
     assert rel_checked(got.target_value, expected.target_value) <= 1e-10
 
@@ -768,10 +762,8 @@ def test_triton_tangent_engine_jvp_with_triton_kernels(kind):
     output, _, _ = output_function(model)
     x = onehot(80).to(DEVICE)
     directions = torch.randn(2, 1, 80, 4, generator=torch.Generator().manual_seed(20), dtype=torch.float64).to(DEVICE)
-    with kernel_backend("reference"):
-        expected_primal, expected_tangent = TiledEngine(tile=32).tangent(model, x, directions, output)
-    with kernel_backend("triton"):
-        primal, tangent = TiledEngine(tile=32).tangent(model, x, directions, output)
+    expected_primal, expected_tangent = TiledEngine(tile=32, backend="reference").tangent(model, x, directions, output)
+    primal, tangent = TiledEngine(tile=32, backend="triton").tangent(model, x, directions, output)
     assert rel_checked(primal, expected_primal) <= 1e-10
     assert rel_checked(tangent, expected_tangent) <= 1e-10
 
@@ -786,8 +778,7 @@ def test_dispatch():
     x, A = torch.zeros(1, 2, 2), torch.zeros(2, 2)
     assert ops.scan_backend(x, A, None, "cpu") == "cpu"
     assert cpu_unavailable_reason(torch.device("cpu")) is None
-    with kernel_backend("cpu"):
-        assert ops.scan_backend(x, A, None) == "cpu"
+    assert ops.scan_backend(x, A, None) == "cpu"  # None: auto
     assert ops.scan_backend(x, A, None, "auto") == "cpu"
     with torch.enable_grad():  # a parameter gradient (training): auto keeps the reference
         assert ops.scan_backend(x, A.clone().requires_grad_(), None, "auto") == "reference"
@@ -820,8 +811,8 @@ def test_forced_triton_without_a_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(triton_common, "interpreted", lambda: False)
     with pytest.raises(RuntimeError, match="need CUDA tensors"):
         ops.scan_backend(x, A, None, "triton")
-    with pytest.raises(RuntimeError, match="need CUDA tensors"), kernel_backend("triton"):
-        selective_scan(x, x, A, x, x)
+    with pytest.raises(RuntimeError, match="need CUDA tensors"):
+        selective_scan(x, x, A, x, x, backend="triton")
     monkeypatch.setattr(backends, "_triton_module", lambda: None)
     assert "not installed" in triton_unavailable_reason(torch.device("cuda"))
     with pytest.raises(RuntimeError, match="not installed"):
@@ -831,27 +822,62 @@ def test_forced_triton_without_a_gpu_is_a_clear_error(monkeypatch):
 
 
 def test_unknown_backend_names_the_choices():
-    with pytest.raises(ValueError, match="reference, triton, auto"):
-        set_kernel_backend("cuda")
-    with pytest.raises(ValueError, match="reference, triton, auto"):
-        selective_scan(*cpu_inputs(3, 2, 2, 1), backend="fast")
-    with pytest.raises(ValueError), kernel_backend("nope"):
-        pass
+    """An unknown backend name is a ValueError naming the choices, from every op and the rule."""
+    inputs = cpu_inputs(3, 2, 2, 1)
+    for name in ("cuda", "fast", "nope"):
+        with pytest.raises(ValueError, match="reference, triton, auto"):
+            selective_scan(*inputs, backend=name)
+        with pytest.raises(ValueError, match="reference, triton, auto"):
+            selective_scan_saving(*inputs, backend=name)
+        with pytest.raises(ValueError, match="reference, triton, auto"):
+            ops.scan_backend(inputs[0], inputs[2], inputs[5], name)
+        with pytest.raises(ValueError, match="reference, triton, auto"):
+            backends.requested(name)
 
 
-def test_backend_default_and_context_manager():
-    assert get_kernel_backend() == "auto"
-    with kernel_backend("reference"):
-        assert get_kernel_backend() == "reference"
-        with kernel_backend("triton"):
-            assert get_kernel_backend() == "triton"
-        assert get_kernel_backend() == "reference"
-    assert get_kernel_backend() == "auto"
-    set_kernel_backend("reference")
-    try:
-        assert get_kernel_backend() == "reference"
-    finally:
-        set_kernel_backend("auto")
+def test_backend_none_means_auto(monkeypatch):
+    """There is no process-wide default: `backend=None` is "auto" (with numba and without), and
+    every name is passed through as given."""
+    assert backends.requested(None) == "auto"
+    assert [backends.requested(name) for name in BACKENDS] == list(BACKENDS)
+    x, A = torch.zeros(1, 2, 2), torch.zeros(2, 2)
+    for cpu_module in (cpu_common, None):  # with numba and without
+        monkeypatch.setattr(backends, "_cpu_module", lambda _m=cpu_module: _m)
+        assert ops.scan_backend(x, A, None) == ops.scan_backend(x, A, None, "auto")
+        assert ops.scan_backend(x, A, None, None) == ("cpu" if cpu_module is not None else "reference")
+        with torch.enable_grad():
+            assert ops.scan_backend(x, A.clone().requires_grad_(), None) == "reference"
+    assert not hasattr(backends, "_default")
+
+
+@needs_numba
+def test_ops_called_with_backend_none_run_the_auto_rule(monkeypatch):
+    """`backend=None` runs the auto rule, checked by which code runs: on CPU tensors without
+    parameter gradients the CPU kernels, with A or D wanting a gradient the reference."""
+    inputs = cpu_inputs(20, 3, 2, 1, seed=24)
+    x, delta, A, B, C, D, z, h0 = inputs
+    y_ref, h_ref = selective_scan_ref(*inputs)
+    calls = []
+    real = scan_cpu.scan_forward
+    monkeypatch.setattr(scan_cpu, "scan_forward", lambda *a, **k: calls.append("cpu") or real(*a, **k))
+    real_ref = ops.selective_scan_ref
+    monkeypatch.setattr(ops, "selective_scan_ref", lambda *a, **k: calls.append("reference") or real_ref(*a, **k))
+    y, h = selective_scan(*inputs)
+    assert calls == ["cpu"]
+    *_, residual = selective_scan_saving(*inputs, backend=None)
+    assert calls == ["cpu", "cpu"] and residual.backend == "cpu"
+    assert rel(y, y_ref) <= 1e-10 and rel(h, h_ref) <= 1e-10
+    calls.clear()
+    with torch.enable_grad():
+        for trained in ((x, delta, A.clone().requires_grad_(), B, C, D, z, h0),
+                        (x, delta, A, B, C, D.clone().requires_grad_(), z, h0)):
+            y_t, h_t = selective_scan(*trained, backend=None)
+            assert y_t.grad_fn is not None
+            assert torch.equal(y_t.detach(), y_ref) and torch.equal(h_t.detach(), h_ref)
+    assert calls == ["reference", "reference"]
+    with torch.no_grad():  # no gradient wanted: a parameter requiring one does not matter
+        selective_scan(x, delta, A.clone().requires_grad_(), B, C, D, z, h0)
+    assert calls[-1] == "cpu"
 
 
 @needs_triton
@@ -918,23 +944,16 @@ def test_resolve_backend_forced_and_unavailable_reason(monkeypatch):
         backends.unavailable_reason("fast", CPU)
 
 
-def test_top_level_resolve_backend_takes_the_old_and_the_new_form():
-    """Transitional: `pgf_kernels.resolve_backend(x, A, D, backend)` (the scan's rule for these
-    tensors, tests/test_cli_kernels.py) and `resolve_backend(name, device, parameter_grads)`."""
+def test_top_level_resolve_backend_is_the_rule():
+    """`pgf_kernels.resolve_backend` is `backends.resolve_backend(name, device, parameter_grads)`;
+    the scan's choice for given tensors is `scan.ops.scan_backend(x, A, D, backend)`."""
     x, A = torch.zeros(1, 2, 2), torch.zeros(2, 2)
-    assert resolve_backend(x, A, None, "reference") == resolve_backend("reference", CPU) == "reference"
-    assert resolve_backend(x, A, None, "auto") == resolve_backend("auto", CPU) == ops.scan_backend(x, A, None, "auto")
-    with kernel_backend("reference"):
-        assert resolve_backend(x, A, None) == "reference"
+    assert resolve_backend is backends.resolve_backend
+    assert resolve_backend("reference", CPU) == "reference"
+    assert resolve_backend("auto", CPU) == ops.scan_backend(x, A, None, "auto") == ops.scan_backend(x, A, None)
     with torch.enable_grad():
-        assert resolve_backend(x, A.clone().requires_grad_(), None, "auto") == "reference"
+        assert ops.scan_backend(x, A.clone().requires_grad_(), None, "auto") == "reference"
         assert resolve_backend("auto", CPU, parameter_grads=True) == "reference"
-
-
-def test_transitional_cpu_scan_alias_is_the_cpu_backend_module():
-    from pgf_kernels import cpu_scan  # tests/test_adjoint_engine.py patches its scan_forward
-
-    assert cpu_scan is scan_cpu
 
 
 def refuse(what):
@@ -945,8 +964,8 @@ def refuse(what):
 
 
 @needs_numba
-def test_explicit_backend_beats_the_default(monkeypatch):
-    """Each scan op runs the backend it is given, whatever the process-wide default; the default
+def test_explicit_backend_beats_the_auto_rule(monkeypatch):
+    """Each scan op runs the backend it is given, whatever the auto rule would pick; the auto rule
     only where `backend` is None. Checked by which code runs: the other backend's entry raises."""
     inputs = cpu_inputs(20, 3, 2, 1, seed=21)
     x, delta, A, B, C, D, z, h0 = inputs
@@ -956,52 +975,56 @@ def test_explicit_backend_beats_the_default(monkeypatch):
     with monkeypatch.context() as patch:
         for name in ("scan_forward", "scan_backward", "scan_tangent"):
             patch.setattr(scan_cpu, name, refuse("the CPU kernels"))
-        with kernel_backend("cpu"):
-            y, h = selective_scan(*inputs, backend="reference")
-            assert torch.equal(y, y_ref) and torch.equal(h, h_ref)
-            *saved, residual = selective_scan_saving(*inputs, backend="reference")
-            assert residual is None and torch.equal(saved[0], y_ref)
-            with pytest.raises(AssertionError, match="the CPU kernels ran"):
-                selective_scan(*inputs)  # the default
-            with pytest.raises(AssertionError, match="the CPU kernels ran"):
-                selective_scan_saving(*inputs, backend=None)
+        y, h = selective_scan(*inputs, backend="reference")  # auto would run the CPU kernels here
+        assert torch.equal(y, y_ref) and torch.equal(h, h_ref)
+        *saved, residual = selective_scan_saving(*inputs, backend="reference")
+        assert residual is None and torch.equal(saved[0], y_ref)
+        with pytest.raises(AssertionError, match="the CPU kernels ran"):
+            selective_scan(*inputs)  # None: auto
+        with pytest.raises(AssertionError, match="the CPU kernels ran"):
+            selective_scan_saving(*inputs, backend=None)
     calls = []
     for name in ("scan_forward", "scan_backward"):
         real = getattr(scan_cpu, name)
         monkeypatch.setattr(scan_cpu, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
     monkeypatch.setattr(ops, "selective_scan_ref", refuse("the reference"))
-    with kernel_backend("reference"):
-        y, h = selective_scan(*inputs, backend="cpu")
-        y_s, h_s, residual = selective_scan_saving(*inputs, backend="cpu")
-        assert calls == ["scan_forward", "scan_forward"] and residual.backend == "cpu"
-        grads = selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh)  # the residual's backend
-        assert calls[-1] == "scan_backward"
-        for backend in ("cpu", "auto"):
-            again = selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh, backend=backend)
-            assert all(torch.equal(a, b) for a, b in zip(grads, again))
-        with pytest.raises(ValueError, match="made by the 'cpu' kernels"):
-            selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh, backend="triton")
-        with pytest.raises(ValueError, match="reference, triton, auto"):
-            selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh, backend="fast")
+    y, h = selective_scan(*inputs, backend="cpu")
+    y_s, h_s, residual = selective_scan_saving(*inputs, backend="cpu")
+    assert calls == ["scan_forward", "scan_forward"] and residual.backend == "cpu"
+    grads = selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh)  # the residual's backend
+    assert calls[-1] == "scan_backward"
+    for backend in ("cpu", "auto"):
+        again = selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh, backend=backend)
+        assert all(torch.equal(a, b) for a, b in zip(grads, again))
+    with pytest.raises(ValueError, match="made by the 'cpu' kernels"):
+        selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh, backend="triton")
+    with pytest.raises(ValueError, match="reference, triton, auto"):
+        selective_scan_vjp(residual, x, delta, A, B, C, D, z, dy, dh, backend="fast")
+    with torch.enable_grad():  # A wants a gradient: auto would keep the reference, "cpu" runs the CPU kernels
+        trained = (x, delta, A.clone().requires_grad_(), B, C, D, z, h0)
+        y_t, _ = selective_scan(*trained, backend="cpu")
+        assert calls[-1] == "scan_forward" and torch.equal(y_t.detach(), y)
         with pytest.raises(AssertionError, match="the reference ran"):
-            selective_scan(*inputs)  # the default
+            selective_scan(*trained)  # None: auto
     assert rel(y, y_ref) <= 1e-10 and rel(h, h_ref) <= 1e-10
     assert torch.equal(y, y_s) and torch.equal(h, h_s)
 
 
 @needs_kernels
-def test_explicit_triton_backend_beats_the_default(monkeypatch):
+def test_explicit_triton_backend_beats_the_auto_rule(monkeypatch):
     inputs = triton_inputs(10, 2, 2, 1, seed=23)
     calls = []
     real = triton_scan.scan_forward
     monkeypatch.setattr(triton_scan, "scan_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(ops, "selective_scan_ref", refuse("the reference"))
     monkeypatch.setattr(scan_cpu, "scan_forward", refuse("the CPU kernels"))
-    for default in ("reference", "cpu"):
-        with kernel_backend(default):
-            y, h = selective_scan(*inputs, backend="triton", chunk=4)
-            _, _, residual = selective_scan_saving(*inputs, backend="triton", chunk=4)
-            assert residual.backend == "triton"
+    x, delta, A, B, C, D, z, h0 = inputs
+    for trained in (False, True):  # auto would pick the CPU kernels (CPU tensors), or the reference (A trained)
+        args = (x, delta, A.clone().requires_grad_() if trained else A, B, C, D, z, h0)
+        with torch.enable_grad():
+            y, h = selective_scan(*args, backend="triton", chunk=4)
+            _, _, residual = selective_scan_saving(*args, backend="triton", chunk=4)
+        assert residual.backend == "triton"
     assert len(calls) == 4
     y_ref, h_ref = selective_scan_ref(*inputs)
     assert rel_checked(y, y_ref) <= 1e-10 and rel_checked(h, h_ref) <= 1e-10

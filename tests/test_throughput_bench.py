@@ -61,11 +61,9 @@ def test_cpu_run_writes_the_records(tmp_path):
 def test_profile_names_the_adjoint_phases():
     """bench.profile_engines reads the adjoint's record_function labels and the top operators."""
     from bench import profile_engines
-    from pgf_kernels import kernel_backend
 
     model = throughput.build_model("builtin")
-    with kernel_backend("cpu"):
-        record = profile_engines.profile_engine(model, "gradient", 1024, top=5)
+    record = profile_engines.profile_engine(model, "gradient", 1024, top=5, backend="cpu")
     # no pgf::recompute: the compiled kernels keep residuals, the reverse pass does not rerun the scans
     assert set(record["phases_cpu_seconds"]) == {"pgf::forward_pass", "pgf::backward"}
     assert all(seconds > 0 for seconds in record["phases_cpu_seconds"].values())

@@ -2,14 +2,14 @@
 
 A concrete backend is "reference" (pure PyTorch, any device), "cpu" (the compiled numba
 kernels: CPU tensors) or "triton" (the Triton kernels: CUDA tensors, or CPU tensors in Triton's
-interpreter); "auto" names the rule that picks one of them. Every op takes `backend=`; None
-means the process-wide default below.
+interpreter); "auto" names the rule that picks one of them (`resolve_backend`). Every op takes
+`backend=`; None means "auto". There is no process-wide default: callers (the engines, from the
+CLI's --kernels) pass their choice to each op.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 import torch
 
@@ -24,39 +24,10 @@ def check_name(name: str) -> str:
     return name
 
 
-# ----------------------------------------------------------------------------------------------
-# the process-wide default (transitional: consulted only by `requested`, i.e. where an op is
-# called with backend=None; delete this block and make `requested` map None to "auto" once every
-# caller passes its backend explicitly)
-
-_default = "auto"
-
-
-def set_kernel_backend(name: str) -> None:
-    """Set the process-wide default backend ("reference", "triton", "auto" or "cpu")."""
-    global _default
-    _default = check_name(name)
-
-
-def get_kernel_backend() -> str:
-    """The process-wide default backend."""
-    return _default
-
-
-@contextmanager
-def kernel_backend(name: str):
-    """Use backend `name` inside the block, then restore the previous default."""
-    global _default
-    previous, _default = _default, check_name(name)
-    try:
-        yield
-    finally:
-        _default = previous
-
-
 def requested(backend: str | None) -> str:
-    """The backend an op was asked for: `backend`, or the process-wide default when it is None."""
-    return check_name(_default if backend is None else backend)
+    """The backend an op was asked for: `backend`, or "auto" (the rule of `resolve_backend`) when
+    it is None; a ValueError for an unknown name."""
+    return "auto" if backend is None else check_name(backend)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pgf_kernels.conv.reference import causal_conv1d_ref
 
 def conv_backend(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, backend: str | None = None) -> str:
     """"reference" or "cpu": the kernel `causal_conv1d` runs for these tensors when asked for
-    `backend` (None: the process-wide default).
+    `backend` (None: "auto").
 
     The compiled CPU kernel runs where the scan's would ("cpu", or "auto" on CPU tensors with
     numba) unless the weight or bias wants a gradient (it gives input gradients only); the
@@ -32,7 +32,7 @@ def causal_conv1d(
     backend: str | None = None,
 ) -> torch.Tensor:
     """silu(causal depthwise conv1d) of x (b, T, E) after `tail` (b, E, K-1), as `causal_conv1d_ref`,
-    computed by the kernel `conv_backend` picks for `backend` (None: the process-wide default)."""
+    computed by the kernel `conv_backend` picks for `backend` (None: "auto")."""
     if conv_backend(x, weight, bias, backend) == "cpu":
         from pgf_kernels.conv import cpu
 

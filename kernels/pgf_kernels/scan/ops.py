@@ -3,7 +3,7 @@
 Layout and semantics are those of `selective_scan_ref`:
     x, delta, z (b, L, E); B, C (b, L, N); A (E, N); D (E,); h0, h_last (b, E, N).
 
-Backends (`backend=`; None: the process-wide default): "reference" (pure PyTorch, any device,
+Backends (`backend=`; None: "auto"): "reference" (pure PyTorch, any device,
 differentiable in everything), "triton" (`scan.triton`: input gradients and tangents only, never
 dA or dD), "cpu" (`scan.cpu`, numba: CPU tensors; gradients for every input, dA and dD included;
 tangents), and "auto", resolved by `pgf_kernels.backends.resolve_backend` with parameter_grads
@@ -36,8 +36,8 @@ _BACKWARDS = {"cpu": cpu_backward, "triton": triton_backward}
 
 def scan_backend(x: torch.Tensor, A: torch.Tensor, D: torch.Tensor | None, backend: str | None = None) -> str:
     """"reference", "triton" or "cpu": the kernels `selective_scan` runs for these tensors when
-    asked for `backend` (None: the process-wide default); a RuntimeError when "triton" or "cpu"
-    is forced where it cannot run."""
+    asked for `backend` (None: "auto"); a RuntimeError when "triton" or "cpu" is forced where it
+    cannot run, a ValueError for an unknown name."""
     parameter_grads = torch.is_grad_enabled() and (A.requires_grad or (D is not None and D.requires_grad))
     return resolve_backend(requested(backend), x.device, parameter_grads)
 
@@ -56,7 +56,7 @@ def selective_scan(
     chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(y (b, L, E), h_last (b, E, N)) of the selective scan from state h0, as
-    `selective_scan_ref`, computed by `backend` (None: the process-wide default).
+    `selective_scan_ref`, computed by `backend` (None: "auto").
     `chunk` (positions per chunk) changes only the order of work."""
     name = scan_backend(x, A, D, backend)
     if name == "reference":
@@ -114,8 +114,8 @@ def selective_scan_vjp(
 ) -> tuple[torch.Tensor, ...]:
     """(dx, ddelta, dB, dC, dz | None, dh0) of the `selective_scan_saving` call that gave `residual`
     (same inputs), for the cotangents dy of y and dh_last of h_last (None: zero); dh0 in the state's
-    dtype, the others in their inputs'. The residual's backend runs it: `backend` None or "auto"
-    (never the process-wide default), or that backend's name; another is a ValueError."""
+    dtype, the others in their inputs'. The residual's backend runs it: `backend` None or "auto",
+    or that backend's name; another is a ValueError."""
     if backend is not None and check_name(backend) not in ("auto", residual.backend):
         raise ValueError(f"this residual was made by the {residual.backend!r} kernels, not {backend!r}")
     with torch.no_grad(), record_function("pgf_kernels::scan_vjp"):

@@ -15,7 +15,7 @@ from pgf.engine.tile_primitives import frozen
 
 
 class AutogradEngine(Engine):
-    """Whole-sequence autograd; the mixers run the `backend` kernels (None: the kernels package's default)."""
+    """Whole-sequence autograd; the mixers run the `backend` kernels (None: "auto")."""
 
     name = "autograd"
 

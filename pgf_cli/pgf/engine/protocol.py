@@ -34,7 +34,7 @@ import torch
 
 Pointwise = Callable[[torch.Tensor], torch.Tensor]
 ScanState = tuple[torch.Tensor, ...]  # what a mixer carries from one tile to the next
-# the kernels a mixer's tile runs: "reference", "cpu", "triton" (None: the kernels package's default)
+# the kernels a mixer's tile runs: "reference", "cpu", "triton" (None: "auto")
 Backend = str | None
 
 

@@ -39,8 +39,7 @@ def _group_progress(progress: Progress | None, index: int, count: int) -> Progre
 class TiledEngine(Engine):
     """Sweeps `tile` positions at a time; `offload` keeps saved layer inputs on host memory
     (True), never (False), or when they would take over half the free GPU memory (None);
-    the mixers run the `backend` kernels ("reference", "cpu", "triton"; None: the kernels
-    package's default)."""
+    the mixers run the `backend` kernels ("reference", "cpu", "triton", or "auto", which None means)."""
 
     name = "pgf"
 

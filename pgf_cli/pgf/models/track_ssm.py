@@ -68,6 +68,7 @@ class TrackBlock(nn.Module):
     def __init__(self, config: TrackSSMConfig):
         super().__init__()
         mixer_kwargs = dict(d_state=config.d_state, d_conv=config.d_conv, expand=config.expand)
+        self.bidirectional = config.bidirectional
         if config.bidirectional:
             self.mixer = BiMambaMixer(
                 config.d_model,
@@ -80,11 +81,10 @@ class TrackBlock(nn.Module):
         self.norm = nn.RMSNorm(config.d_model, eps=config.norm_epsilon)
 
     def tiled(self) -> TiledLayer:
-        mixer = self.mixer if isinstance(self.mixer, BiMambaMixer) else None
-        if mixer is None:
+        if not self.bidirectional:
             return TiledLayer([Scan(self.mixer, prepare=self.norm)])
-        scans = mixer.scans(prepare=self.norm)
-        return TiledLayer(scans, join=pair_combine(mixer, len(scans)))
+        scans = self.mixer.scans(prepare=self.norm)
+        return TiledLayer(scans, join=pair_combine(self.mixer, len(scans)))
 
 
 class TrackSSM(SequenceModel):
@@ -104,7 +104,7 @@ class TrackSSM(SequenceModel):
         """Alias -> source of parameters stored once in a checkpoint."""
         tied = {}
         for index, layer in enumerate(self.layers):
-            if isinstance(layer.mixer, BiMambaMixer):
+            if layer.bidirectional:
                 prefix = f"layers.{index}.mixer."
                 tied.update({prefix + a: prefix + s for a, s in layer.mixer.tied_parameter_names().items()})
         return tied
