@@ -81,3 +81,10 @@ def test_cli_integrated_gradients_over_a_bed_go_in_row_groups(recorded_groups, t
     assert result.exit_code == 0, result.output
     assert recorded_groups
     assert all(len(groups) > 1 and max(groups) <= 2 for groups in recorded_groups), recorded_groups
+
+
+def test_api_batch_benchmark_runs_and_reports_its_plan():
+    from bench.api_batch import main
+
+    record = main(["--regions", "20", "--length", "1024", "--model", "random-test"])
+    assert record["row_groups"] == 2 and record["finite"] and record["kbp_per_s"] > 0  # 16 rows of 1,024 bp a step
