@@ -187,12 +187,14 @@ USER_ERRORS: dict[str, tuple[Case, list[str]]] = {
         lambda g, i, o: [g, "--region", "chr1:1-100", "--model", "random-test", "--target", "position:0", "-o", o / "x.h5"],
         ["1-based genome position"],
     ),
-    "overlapping regions to bedGraph": (
-        lambda g, i, o: [g, "-r", "chr1:1-100", "-r", "chr1:100-200", "--model", "random-test", "-o", o / "x.bedgraph"],
+    "overlapping regions to bedGraph with --overlap error": (
+        lambda g, i, o: [g, "-r", "chr1:1-100", "-r", "chr1:100-200", "--model", "random-test", "--overlap", "error",
+                         "-o", o / "x.bedgraph"],
         ["overlap", ".h5"],
     ),
-    "overlapping regions to bigWig": (
-        lambda g, i, o: [g, "-r", "chr1:1-100", "--regions", write_bed(i, "chr1\t50\t60\n"), "--model", "random-test", "-o", o / "x.bw"],
+    "overlapping regions to bigWig with --overlap error": (
+        lambda g, i, o: [g, "-r", "chr1:1-100", "--regions", write_bed(i, "chr1\t50\t60\n"), "--model", "random-test",
+                         "--overlap", "error", "-o", o / "x.bw"],
         ["overlap"],
     ),
     "same region twice to HDF5": (

@@ -275,7 +275,7 @@ def test_check_regions_fit_format():
         check_regions_fit_format([touching, inner, a], "bedgraph")
     assert str(info.value) == (
         "regions chr1:1-100 and chr1:51-60 overlap; a bedgraph track holds one value per base "
-        "(write overlapping regions to .h5 instead)"
+        "(combine them with --overlap mean|max|first, or write .h5)"
     )
 
 
@@ -385,7 +385,7 @@ def test_interval_formats_refuse_overlaps(tmp_path, fmt):
         write(path, fmt, [A, B, inner])
     assert str(info.value) == (
         f"regions chr1:1001-3000 and chr1:3000-3100 overlap; a {fmt} track holds one value per base "
-        "(write overlapping regions to .h5 instead)"
+        "(combine them with --overlap mean|max|first, or write .h5)"
     )
     with pytest.raises(OutputError, match="overlap; a"):
         write(path, fmt, [B, B])

@@ -83,6 +83,20 @@ ForceOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary lines.")]
 FormatOption = Annotated[Optional[Format], typer.Option("--format", help="Output format, when the suffix does not say.")]
 
+
+class Overlap(str, Enum):
+    mean = "mean"
+    max = "max"
+    first = "first"
+    error = "error"
+
+
+# the commands that write bedGraph/bigWig tracks of regions (attribute, merge); see pgf.io.overlaps
+OverlapOption = Annotated[Overlap, typer.Option(
+    "--overlap",
+    help="bedGraph/bigWig: one value per base where regions overlap: their mean (the default), max, the first "
+         "region's (lowest start), or error (refuse).")]
+
 # the commands that read a `pgf attribute` output (plot, report, export modisco)
 H5Argument = Annotated[Path, typer.Argument(metavar="IN.h5", help="A `pgf attribute` HDF5 output.")]
 BedOption = Annotated[

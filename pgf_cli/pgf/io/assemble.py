@@ -17,6 +17,7 @@ import numpy as np
 
 from pgf.errors import OutputError
 from pgf.io.atomic import AtomicOutput
+from pgf.io.overlaps import DEFAULT_OVERLAP, TrackSource, one_value_per_base
 from pgf.io.partial import as_attribute
 from pgf.io.regions import Region
 from pgf.io.writers import TrackLabel, check_regions_fit_format, write_bedgraph, write_bigwig
@@ -52,14 +53,14 @@ def stored_regions(paths: list[Path]) -> list[StoredRegion]:
     return found
 
 
-def check_no_collisions(stored: list[StoredRegion], fmt: str) -> None:
-    """A region in two files is an `OutputError`; so are overlaps for bedGraph/bigWig."""
+def check_no_collisions(stored: list[StoredRegion], fmt: str, overlap: str = "error") -> None:
+    """A region in two files is an `OutputError`; so are overlaps for bedGraph/bigWig with `overlap` "error"."""
     seen: dict[str, Path] = {}
     for item in stored:
         if item.group in seen:
             raise OutputError(f"region {item.group} is in both {seen[item.group]} and {item.path}")
         seen[item.group] = item.path
-    check_regions_fit_format([item.region for item in stored], fmt)
+    check_regions_fit_format([item.region for item in stored], fmt, overlap)
 
 
 def write_hdf5(output: Path, stored: list[StoredRegion], root: Mapping[str, object], force: bool) -> None:
@@ -124,10 +125,14 @@ def write_intervals(
     label: TrackLabel,
     comments: list[str],
     force: bool,
+    overlap: str = DEFAULT_OVERLAP,
 ) -> None:
-    """bedGraph or bigWig of the `score` of every stored region (sorted by FASTA order, position)."""
-    check_regions_fit_format([item.region for item in stored], fmt)
-    items = ((item.region.chrom, item.region.start, _score_chunks(item)) for item in _sorted(stored, chrom_sizes))
+    """bedGraph or bigWig of the `score` of every stored region (sorted by FASTA order, position);
+    bases of overlapping regions get one value by the `overlap` rule (pgf.io.overlaps)."""
+    check_regions_fit_format([item.region for item in stored], fmt, overlap)
+    sources = [TrackSource(item.region, lambda item=item: _score_chunks(item)) for item in _sorted(stored, chrom_sizes)]
+    items = one_value_per_base(sources, overlap)
+    comments = [*comments, f"overlap: {overlap}"]
     atomic = AtomicOutput(output, force=force)
     try:
         if fmt == "bedgraph":

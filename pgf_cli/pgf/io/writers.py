@@ -58,11 +58,12 @@ def hdf5_group_name(track: AttributionTrack) -> str:
 _group_name = region_group_name
 
 
-def check_regions_fit_format(regions: Iterable[Region], fmt: str) -> None:
+def check_regions_fit_format(regions: Iterable[Region], fmt: str, overlap: str = "error") -> None:
     """The one check that `regions` fit one output of `fmt`, else an `OutputError`.
 
     HDF5 holds each region once (one group per region); bedGraph and bigWig
-    hold one value per base, so their regions must not overlap. Workflows call
+    hold one value per base, so their regions may overlap only when an `overlap`
+    rule other than "error" combines them (pgf.io.overlaps). Workflows call
     it before computing anything; the writers call it again on what they got.
     """
     if fmt == "h5":
@@ -73,11 +74,13 @@ def check_regions_fit_format(regions: Iterable[Region], fmt: str) -> None:
                 raise OutputError(f"region {region} is given twice")
             seen.add(key)
         return
-    overlap = find_overlap(regions)
-    if overlap:
+    if overlap != "error":
+        return
+    pair = find_overlap(regions)
+    if pair:
         raise OutputError(
-            f"regions {overlap[0]} and {overlap[1]} overlap; a {fmt} track holds one value per base "
-            "(write overlapping regions to .h5 instead)"
+            f"regions {pair[0]} and {pair[1]} overlap; a {fmt} track holds one value per base "
+            "(combine them with --overlap mean|max|first, or write .h5)"
         )
 
 

@@ -27,6 +27,7 @@ from pgf.io.genome import Genome
 from pgf.io.partial import PartialStore
 from pgf.io.regions import Region
 from pgf.io.tracks import RunMetadata, region_group_name
+from pgf.io.overlaps import check_rule
 from pgf.io.writers import check_regions_fit_format
 from pgf.models.registry import LoadedModel
 from pgf.models.targets import Target
@@ -114,6 +115,7 @@ def configure(request: AttributeRequest) -> RunSettings:
     """Check the request (no FASTA or model read yet) and pick dtype, devices, engine and device.
     With --devices, every worker device is checked for the kernels here (the workers compute)."""
     fmt = check_request(request)
+    check_rule(request.overlap)
     dtype = resolve_dtype(request.dtype)
     devices = parse_devices(request.devices) if request.devices else None
     device = torch.device("cpu") if devices else resolve_device(request.device)
@@ -127,7 +129,7 @@ def resolve_inputs(request: AttributeRequest, genome: Genome, fmt: str) -> Input
     """The --region and BED regions, checked against the genome and the output format, with the
     method's options (an --ism-region resolved against the genome)."""
     regions = resolve_regions(genome, request.regions, request.bed)
-    check_regions_fit_format(regions, fmt)
+    check_regions_fit_format(regions, fmt, request.overlap)
     options = resolve_ism_region(effective_options(request.method, request.method_options), genome.chrom_sizes,
                                  [region.chrom for region in regions])
     return Inputs(regions, options)

@@ -149,5 +149,5 @@ def write_output(request: AttributeRequest, fmt: str, store: PartialStore, metad
         )
         comments = [f"{key}: {value}" for key, value in root.items()
                     if key not in ("chrom_names", "chrom_lengths") and value not in ("", None)]
-        write_intervals(Path(request.output), fmt, stored, chrom_sizes, label, comments, request.force)
+        write_intervals(Path(request.output), fmt, stored, chrom_sizes, label, comments, request.force, request.overlap)
     store.remove()

@@ -14,6 +14,7 @@ from pgf.engine import DEFAULT_ENGINE
 from pgf.errors import OutputError, PgfUserError, TargetError
 from pgf.io.atomic import check_output_path
 from pgf.io.genome import Genome
+from pgf.io.overlaps import DEFAULT_OVERLAP
 from pgf.io.regions import Region, parse_region, read_bed
 from pgf.io.writers import resolve_format
 from pgf.models.base import SequenceModel
@@ -51,6 +52,7 @@ class AttributeRequest:
     stride: int | None = None
     dtype: str = "float32"
     fmt: str | None = None
+    overlap: str = DEFAULT_OVERLAP  # bedGraph/bigWig: one value per base of overlapping regions (pgf.io.overlaps)
     force: bool = False
     kernels: str = DEFAULT_KERNELS
     resume: bool = False

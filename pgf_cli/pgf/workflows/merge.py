@@ -20,6 +20,7 @@ import pgf
 from pgf.errors import OutputError, PgfUserError
 from pgf.io.assemble import check_no_collisions, stored_regions, write_hdf5, write_intervals
 from pgf.io.atomic import check_output_path
+from pgf.io.overlaps import DEFAULT_OVERLAP, check_rule
 from pgf.io.writers import TrackLabel, resolve_format
 from pgf.workflows.common import Reporter, SilentReporter
 
@@ -34,6 +35,7 @@ class MergeRequest:
     fmt: str | None = None
     force: bool = False
     command_line: str | None = None
+    overlap: str = DEFAULT_OVERLAP  # bedGraph/bigWig: one value per base of overlapping regions (pgf.io.overlaps)
     extra: dict = field(default_factory=dict)
 
 
@@ -104,7 +106,7 @@ def run_merge(request: MergeRequest, reporter: Reporter | None = None) -> tuple[
         for item in stored:
             if item.region.chrom not in chrom_sizes:
                 raise OutputError(f"{item.path}: region {item.group} is on {item.region.chrom}, not in the parts' FASTA index")
-    check_no_collisions(stored, fmt)
+    check_no_collisions(stored, fmt, check_rule(request.overlap))
     root: dict[str, object] = {key: first[key] for key in KEPT if key in first}
     root.update(
         command_line=request.command_line or "", merged_from=[str(p) for p in parts],
@@ -121,5 +123,5 @@ def run_merge(request: MergeRequest, reporter: Reporter | None = None) -> tuple[
         label = TrackLabel(f"pgf {first['method']}",
                            f"pgf {pgf.__version__} {first['method']} of {first['target']}, model {first.get('model_id', '')}")
         comments = [f"{key}: {value}" for key, value in root.items() if key not in ("chrom_names", "chrom_lengths")]
-        write_intervals(Path(request.output), fmt, stored, chrom_sizes, label, comments, request.force)
+        write_intervals(Path(request.output), fmt, stored, chrom_sizes, label, comments, request.force, request.overlap)
     return len(stored), sum(len(item.region) for item in stored)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pgf.cli.errors import command_line, run_guarded
-from pgf.cli.options import ForceOption, FormatOption, QuietOption, output_option
+from pgf.cli.options import ForceOption, FormatOption, Overlap, OverlapOption, QuietOption, output_option
 from pgf.cli.progress import RichReporter
 from pgf.workflows.merge import MergeRequest, run_merge
 
@@ -19,6 +19,7 @@ def merge(
     *,
     output: Annotated[Path, output_option("OUT", "Merged output: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")],
     fmt: FormatOption = None,
+    overlap: OverlapOption = Overlap.mean,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -27,7 +28,7 @@ def merge(
     The parts must agree on model checksum, target, method, dtype and tool version, and hold no region twice.
     """
     request = MergeRequest(parts=list(parts), output=output, fmt=fmt.value if fmt is not None else None,
-                           force=force, command_line=command_line(ctx))
+                           force=force, command_line=command_line(ctx), overlap=overlap.value)
 
     def work() -> None:
         with RichReporter(quiet=quiet) as reporter:
