@@ -1,7 +1,7 @@
 """Turning exceptions into exit codes: 2 for user mistakes, 1 for internal errors, 130 for Ctrl-C, 143 for SIGTERM.
 
-A SIGTERM (what a batch scheduler sends before killing a job) is turned into
-a `Terminated` exception, handled like Ctrl-C: the work stops where it is,
+A SIGTERM (what a batch scheduler sends before killing a job) or SIGINT stops the work
+(`pgf.stopping`: recorded, raised, and raised again at the next step if Python swallowed it):
 what is complete stays in the partial output, and the message says how to resume.
 """
 
@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import typer
 
+from pgf import stopping
 from pgf.errors import PgfUserError
 
 T = TypeVar("T")
@@ -27,16 +28,6 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM received (exit code 143)."""
-
-    signum = signal.SIGTERM
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
 
 
 def _arguments(context=None) -> list[str]:
@@ -116,7 +107,9 @@ def run_guarded(work: Callable[[], T], ctx: typer.Context | None = None) -> T:
         _LAST_CONTEXT = ctx
     debug = debug_requested(ctx)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    stopping.clear()
+    previous = {signum: signal.signal(signum, stopping.handle) for signum in (signal.SIGTERM, signal.SIGINT)} \
+        if in_main else {}
     try:
         return work()
     except PgfUserError as exc:
@@ -137,5 +130,5 @@ def run_guarded(work: Callable[[], T], ctx: typer.Context | None = None) -> T:
         )
         raise typer.Exit(EXIT_INTERNAL_ERROR) from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

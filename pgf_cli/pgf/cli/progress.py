@@ -7,6 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from pgf import stopping
 from pgf.engine import Progress as EngineProgress
 from pgf.io.regions import Region
 from pgf.workflows.common import RegionSummary
@@ -78,6 +79,7 @@ class RichReporter:
             self.console.print(message, markup=False)
 
     def region_started(self, regions: list[Region], index: int, count: int) -> EngineProgress:
+        stopping.check()  # every step of every command is a point where a signal's stop is honoured
         if self._task is not None:
             self.progress.remove_task(self._task)
         if len(regions) == 1:
@@ -88,6 +90,7 @@ class RichReporter:
         self._task = task
 
         def update(done: int, total: int) -> None:
+            stopping.check()
             self.progress.update(task, completed=done, total=total)
 
         return update

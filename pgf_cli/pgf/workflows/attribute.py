@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import torch
 
 import pgf
-from pgf.engine import Engine, get_engine
+from pgf import stopping
+from pgf.engine import Engine, Progress, get_engine
 from pgf.io.genome import Genome
 from pgf.io.partial import PartialStore
 from pgf.io.regions import Region
-from pgf.io.tracks import RunMetadata, region_group_name
 from pgf.io.overlaps import check_rule
+from pgf.io.tracks import RunMetadata, region_group_name
 from pgf.io.writers import check_regions_fit_format
 from pgf.models.registry import LoadedModel
 from pgf.models.targets import Target
@@ -206,6 +207,18 @@ def compute(request: AttributeRequest, settings: RunSettings, genome: Genome, mo
     return compute_here(request, settings, genome, model, options, run, total, reporter, log)
 
 
+def checked(progress: Progress | None) -> Progress:
+    """`progress`, checking first for a stop asked for by a signal (pgf.stopping): every sweep step is a
+    point where a run can stop, even when the signal's own exception was swallowed."""
+
+    def update(done: int, total: int) -> None:
+        stopping.check()
+        if progress is not None:
+            progress(done, total)
+
+    return update
+
+
 def compute_here(request: AttributeRequest, settings: RunSettings, genome: Genome, model: ModelSetup,
                  options: MethodOptions, run: PartialRun, total: int, reporter: Reporter, log: JsonLog) -> list[RegionSummary]:
     """Compute `run.todo` batch by batch in this process; each region's summary is logged and reported."""
@@ -214,7 +227,8 @@ def compute_here(request: AttributeRequest, settings: RunSettings, genome: Genom
     summaries = []
     finished = run.skipped
     for index, batch in run.todo:
-        progress = reporter.region_started(batch, finished, total)
+        stopping.check()
+        progress = checked(reporter.region_started(batch, finished, total))
         for summary in computer.run(index, batch, progress):
             summaries.append(summary)
             log.write(summary)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from pgf import stopping
 from pgf.engine import get_engine
 from pgf.errors import PgfUserError
 from pgf.io.genome import Genome
@@ -247,6 +248,7 @@ def run_on_devices(request, devices, store: PartialStore, todo: list[tuple[int, 
     summaries: list[RegionSummary] = []
     try:
         while workers.live and (workers.queue or workers.holding):
+            stopping.check()
             for worker, message in workers.messages(POLL_SECONDS):
                 device = devices[worker]
                 if message is None:  # the process ended

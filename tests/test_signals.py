@@ -1,0 +1,83 @@
+"""SIGTERM / SIGINT are honoured wherever they land (pgf.stopping): the run stops after flushing what
+is complete, with exit 143 / 130 and a resume hint, even when Python swallowed the handler's exception."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import h5py
+import pytest
+from typer.testing import CliRunner
+
+from pgf import stopping
+from pgf.cli.app import app
+from pgf.workflows import attribute_output
+
+from test_batch_processes import REGION_ARGS, REGIONS, batches, genome, pgf_command, resume_and_compare, single  # noqa: F401
+
+
+class SignalledWhenCollected:
+    """Runs the installed handler from `__del__`, where Python swallows what it raises (as it does in a
+    weakref callback: the way a scheduler's SIGTERM was once ignored)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __del__(self):
+        signal.getsignal(self.signum)(self.signum, None)
+
+
+@pytest.mark.parametrize("signum, code, what", [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")])
+def test_a_swallowed_signal_still_stops_the_run(genome, tmp_path, monkeypatch, signum, code, what):  # noqa: F811
+    output = tmp_path / "swallowed.h5"
+    written = []
+    original = attribute_output.JsonLog.write
+
+    def write(self, summary, *args, **kwargs):
+        original(self, summary, *args, **kwargs)
+        written.append(summary)
+        if len(written) == 2:
+            SignalledWhenCollected(signum)  # collected at once: its exception is printed and ignored
+
+    monkeypatch.setattr(attribute_output.JsonLog, "write", write)
+    result = CliRunner().invoke(app, ["attribute", str(genome), "--model", "random-test", "--device", "cpu",
+                                      "--batch-size", "1", "-o", str(output), *REGION_ARGS])
+    assert result.exit_code == code, result.output
+    assert len(written) == 2  # the next step saw the stop
+    assert result.stderr.strip().splitlines()[-1].startswith(f"{what}; 2 of {len(REGIONS)} regions are saved in {output}.partial")
+    assert not output.exists() and len(batches(output)) == 2
+    stopping.clear()
+
+
+@pytest.mark.slow
+def test_sigterm_at_many_points_of_a_run(genome, single, tmp_path):  # noqa: F811
+    """A run signalled at each of several moments (during start-up, model loading, sweeps, writes) ends
+    as killed by the signal before pgf's handler is in place, else with 143 and its partial output
+    (resumable), or with the finished output: never a traceback, an ignored signal or a half-written file."""
+    outcomes, delays = [], (0.5, 1.5, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
+    for delay in delays:
+        (tmp_path / str(delay)).mkdir()
+        output = tmp_path / str(delay) / "out.h5"
+        process = subprocess.Popen(pgf_command(genome, output), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+        outcomes.append(process.returncode)
+        assert "Traceback" not in stderr and "internal error" not in stderr and "Exception ignored" not in stderr, stderr
+        assert process.returncode in (-signal.SIGTERM, 143, 0), stderr
+        leftovers = [p.name for p in output.parent.rglob("*") if p.name.endswith(".tmp")]
+        assert not leftovers, leftovers
+        if process.returncode == 143:
+            assert stderr.strip().splitlines()[-1].startswith("terminated (SIGTERM)")
+        if output.exists():  # the run had finished (a signal after it may still end the process)
+            with h5py.File(output) as h5:
+                assert len(h5) == len(REGIONS)
+            assert not output.with_name(output.name + ".partial").exists()
+        else:
+            assert process.returncode != 0
+    assert 143 in outcomes, outcomes  # some signal landed while pgf ran
+    stopped = next(tmp_path / str(d) / "out.h5" for d, code in zip(delays, outcomes)
+                   if code == 143 and batches(tmp_path / str(d) / "out.h5"))
+    resume_and_compare(genome, stopped, single)
