@@ -167,7 +167,7 @@ MEMORY_SCRIPT = textwrap.dedent(
             position = torch.arange(inputs.shape[1], dtype=inputs.dtype)[None, :, None]
             return SimpleNamespace(gradient=inputs * (1 + position / 7919.0), target_value=inputs.sum(dim=(1, 2)))
 
-    attribute.get_engine = lambda name, tile, offload=None: FastEngine()
+    attribute.get_engine = lambda name, tile, offload=None, backend=None: FastEngine()
     request = attribute.AttributeRequest(fasta=sys.argv[1], output=sys.argv[2], regions=["chr1"], model="random-test",
                                          device="cpu", window=10000, stride=10000)
     attribute.run_attribute(request)

@@ -479,8 +479,9 @@ def test_failure_while_finishing_leaves_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(BedGraphWriter, "_finish", broken_finish)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError) as info:  # the disk's failure, as one line naming the output
         write(path, "bedgraph", [B], force=True)
+    assert str(info.value) == f"cannot write {path}: No space left on device"
     assert path.read_bytes() == b"old content"
     assert folder_listing(tmp_path) == ["out.bg"]
 

@@ -8,6 +8,7 @@ so memory does not grow with a region's length. The output appears atomically.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import h5py
 import numpy as np
 
 from pgf.errors import OutputError
-from pgf.io.atomic import AtomicOutput
+from pgf.io.atomic import AtomicOutput, write_failure
 from pgf.io.overlaps import DEFAULT_OVERLAP, TrackSource, one_value_per_base
 from pgf.io.partial import as_attribute
 from pgf.io.regions import Region
@@ -63,8 +64,20 @@ def check_no_collisions(stored: list[StoredRegion], fmt: str, overlap: str = "er
     check_regions_fit_format([item.region for item in stored], fmt, overlap)
 
 
+def check_free_space(output: Path, stored: list[StoredRegion]) -> None:
+    """An `OutputError` when the output's disk has less free space than the stored groups take (they are
+    copied as stored): HDF5 writing to a full disk is left in a state that crashes the process, so
+    this is checked before, and the partial output stays for a --resume elsewhere."""
+    needed = sum(path.stat().st_size for path in {item.path for item in stored})
+    free = shutil.disk_usage(Path(output).resolve().parent).free
+    if needed * 1.05 + (1 << 20) > free:
+        raise OutputError(f"cannot write {output}: No space left on device (it needs about {needed / 1e6:,.1f} MB, "
+                          f"{free / 1e6:,.1f} MB are free)")
+
+
 def write_hdf5(output: Path, stored: list[StoredRegion], root: Mapping[str, object], force: bool) -> None:
     """Copy every region group into a new HDF5 file with root attributes `root`."""
+    check_free_space(output, stored)
     atomic = AtomicOutput(output, force=force)
     try:
         with h5py.File(atomic.temp_path, "w") as target:
@@ -78,8 +91,11 @@ def write_hdf5(output: Path, stored: list[StoredRegion], root: Mapping[str, obje
                     for name in names:
                         copy_group(source[name], target, name)
         atomic.commit()
-    except BaseException:
+    except BaseException as exc:
         atomic.abort()
+        error = write_failure(exc, output)
+        if error is not None:
+            raise error from None
         raise
 
 
@@ -140,6 +156,9 @@ def write_intervals(
         else:
             write_bigwig(atomic.temp_path, chrom_sizes, items, shown_as=output)
         atomic.commit()
-    except BaseException:
+    except BaseException as exc:
         atomic.abort()
+        error = write_failure(exc, output)
+        if error is not None:
+            raise error from None
         raise

@@ -6,7 +6,9 @@ and an existing file is replaced only with `force` and only on success.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -63,8 +65,31 @@ class AtomicOutput:
             self.done = True
 
 
+# errors of the disk rather than of pgf: a full disk, a quota, a read-only or failing device
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+_ERRNO_IN_MESSAGE = re.compile(r"errno = (\d+)")  # how HDF5 reports the system error under h5py's exceptions
+
+
+def write_failure(exc: BaseException, path: str | Path) -> OutputError | None:
+    """A one-line `OutputError` naming `path` and the cause when `exc` is the disk failing a write
+    (as OSError, or as h5py's RuntimeError/OSError quoting HDF5's 'errno = N'); None otherwise."""
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    number = getattr(exc, "errno", None)
+    if number not in WRITE_FAILURES:
+        match = _ERRNO_IN_MESSAGE.search(str(exc))
+        number = int(match.group(1)) if match else None
+    if number not in WRITE_FAILURES:
+        return None
+    return OutputError(f"cannot write {path}: {os.strerror(number)}")
+
+
 class CommitOrAbort:
-    """An output as a context: `commit()` when the block succeeds, `abort()` when it (or the commit) fails."""
+    """An output as a context: `commit()` when the block succeeds, `abort()` when it (or the commit) fails.
+
+    A write the disk fails (full, quota, read-only) becomes a one-line `OutputError` naming `target`."""
+
+    target: str | Path = "the output"
 
     def commit(self) -> None:
         raise NotImplementedError
@@ -79,8 +104,14 @@ class CommitOrAbort:
         if exc_type is None:
             try:
                 self.commit()
-            except BaseException:
+            except BaseException as failure:
                 self.abort()
+                error = write_failure(failure, self.target)
+                if error is not None:
+                    raise error from None
                 raise
         else:
             self.abort()
+            error = write_failure(exc, self.target)
+            if error is not None:
+                raise error from None

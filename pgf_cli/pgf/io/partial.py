@@ -14,6 +14,7 @@ is removed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -25,7 +26,7 @@ import h5py
 import numpy as np
 
 from pgf.errors import OutputError
-from pgf.io.atomic import CommitOrAbort
+from pgf.io.atomic import CommitOrAbort, write_failure
 from pgf.io.regions import Region
 from pgf.io.tracks import AttributionTrack, dataset_options, region_group_name, write_track_group
 
@@ -122,6 +123,7 @@ class PartialStore:
             _fsync_folder(folder)
             _fsync_folder(folder.parent)
         except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
             raise OutputError(f"cannot create {folder}: {exc.strerror or exc}") from None
         return store, False
 
@@ -173,11 +175,27 @@ class PartialStore:
         return self.folder / name, self.folder / f".{name}.{os.getpid()}.tmp"
 
     def write_batch(self, index: int, tracks: list[AttributionTrack]) -> Path:
-        """Write batch `index` (complete tracks) atomically and durably."""
-        with self.stream(index) as batch:
+        """Write batch `index` (complete tracks) atomically and durably.
+
+        The batch is built in memory and written to disk as plain bytes: a disk that fails the write
+        (full, quota) then fails a plain `write`, a clean `OutputError`, where HDF5 writing to a
+        full disk is left in a state that crashes the process."""
+        final, temporary = self._paths(index)
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as image:
             for track in tracks:
-                write_track_group(batch.file, track, self.attributes)
-        return batch.final
+                write_track_group(image, track, self.attributes)
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(buffer.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise write_failure(exc, final) or OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
+        _fsync_folder(final.parent)
+        return final
 
     def stream(self, index: int) -> "BatchFile":
         """A batch file to fill piece by piece (a long windowed region); committed on success."""
@@ -190,6 +208,7 @@ class BatchFile(CommitOrAbort):
 
     def __init__(self, final: Path, temporary: Path):
         self.final = final
+        self.target = final
         self.temporary = temporary
         try:
             self.file = h5py.File(temporary, "w")
@@ -214,11 +233,23 @@ class BatchFile(CommitOrAbort):
         _fsync_folder(self.final.parent)
 
     def abort(self) -> None:
-        try:
-            self.file.close()
-        except Exception:
-            pass
+        discard_hdf5(self.file)
         self.temporary.unlink(missing_ok=True)
+
+
+def discard_hdf5(file: h5py.File) -> None:
+    """Close an HDF5 file that is being thrown away, also on a full disk: its data are truncated first
+    (the space goes back), so the few writes HDF5 makes when closing fit. An HDF5 file whose close
+    fails stays open inside the library, and freeing it later crashes the process."""
+    try:
+        if file.id.valid:
+            os.ftruncate(file.id.get_vfd_handle(), 0)
+    except Exception:  # another driver, or already closed: nothing to give back
+        pass
+    try:
+        file.close()
+    except Exception:
+        pass
 
 
 

@@ -109,6 +109,7 @@ class TrackWriter(CommitOrAbort, ABC):
             f"pgf {metadata.tool_version} {metadata.method} of {metadata.target}, model {metadata.model_id}",
         )
         self.output = AtomicOutput(path, force=force)
+        self.target = self.output.path
 
     @abstractmethod
     def add(self, track: AttributionTrack) -> None:

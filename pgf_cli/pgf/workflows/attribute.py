@@ -25,6 +25,7 @@ import pgf
 from pgf import stopping
 from pgf.engine import Engine, Progress, get_engine
 from pgf.io.genome import Genome
+from pgf.io.lock import exclusive_output
 from pgf.io.partial import PartialStore
 from pgf.io.regions import Region
 from pgf.io.overlaps import check_rule
@@ -241,7 +242,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
     """Run the whole job; OUT appears only when every region is done (completed ones are kept in OUT.partial)."""
     reporter = reporter or SilentReporter()
     settings = configure(request)
-    with Genome(request.fasta) as genome:
+    with exclusive_output(request.output), Genome(request.fasta) as genome:
         inputs = resolve_inputs(request, genome, settings.fmt)
         plan = plan_batches(request, inputs.regions, reporter)
         model = resolve_model(request, settings, genome, plan.regions, reporter)
