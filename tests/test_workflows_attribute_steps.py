@@ -177,7 +177,7 @@ def test_steps_compute_resume_and_write(fasta, tmp_path):
     reporter = Recorder()
     request, settings, genome, inputs, plan, model = prepared(fasta, output, reporter, regions=regions)
     with genome:
-        run = open_partial(request, model.metadata, plan, reporter)
+        run = open_partial(request, genome, model.metadata, plan, reporter)
         assert not run.resumed and run.skipped == 0 and run.todo == plan.batches and len(run.todo) == 3
         assert run.identity["regions"] == 3 and run.store.folder == output.with_name("out.h5.partial")
 
@@ -187,7 +187,7 @@ def test_steps_compute_resume_and_write(fasta, tmp_path):
         assert run.store.completed() == {"chr1:1-100"}
 
         resumed_request = dataclasses.replace(request, resume=True)
-        resumed = open_partial(resumed_request, model.metadata, plan, reporter)
+        resumed = open_partial(resumed_request, genome, model.metadata, plan, reporter)
         assert resumed.resumed and resumed.skipped == 1 and [i for i, _ in resumed.todo] == [1, 2]
         assert reporter.said[-1] == ("info", f"resuming {run.store.folder}: 1 of 3 regions already done (skipped), 2 to compute")
         rest = compute_here(resumed_request, settings, genome, model, inputs.options, resumed, 3, reporter, log=_NoLog())
@@ -207,7 +207,7 @@ def test_write_output_refuses_a_partial_output_with_regions_missing(fasta, tmp_p
     reporter = Recorder()
     request, settings, genome, inputs, plan, model = prepared(fasta, tmp_path / "o.h5", reporter, regions=["chr1:1-50", "chr1:61-120"])
     with genome:
-        run = open_partial(request, model.metadata, plan, reporter)
+        run = open_partial(request, genome, model.metadata, plan, reporter)
         compute_here(request, settings, genome, model, inputs.options, dataclasses.replace(run, todo=run.todo[:1]), 2, reporter, _NoLog())
         with pytest.raises(RuntimeError, match=r"holds 1 regions, 2 expected$"):
             write_output(request, settings.fmt, run.store, model.metadata, {}, genome.chrom_sizes, 2)
@@ -223,18 +223,18 @@ def test_keeping_partial(fasta, tmp_path):
     reporter = Recorder()
     request, settings, genome, inputs, plan, model = prepared(fasta, tmp_path / "o.h5", reporter, regions=["chr1:1-50", "chr1:61-120"])
     with genome:
-        run = open_partial(request, model.metadata, plan, reporter)
+        run = open_partial(request, genome, model.metadata, plan, reporter)
         with pytest.raises(KeyboardInterrupt) as stopped, keeping_partial(run.store, run.resumed, 2, reporter):
             raise KeyboardInterrupt
         assert type(stopped.value) is KeyboardInterrupt and not run.store.folder.exists()  # nothing saved: no folder
 
-        run = open_partial(request, model.metadata, plan, reporter)
+        run = open_partial(request, genome, model.metadata, plan, reporter)
         with pytest.raises(RunStopped) as stopped, keeping_partial(run.store, run.resumed, 2, reporter):
             compute_here(request, settings, genome, model, inputs.options, dataclasses.replace(run, todo=run.todo[:1]), 2, reporter, _NoLog())
             raise KeyboardInterrupt
         assert (stopped.value.saved, stopped.value.total, stopped.value.partial, stopped.value.signum) == (1, 2, run.store.folder, signal.SIGINT)
 
-        run = open_partial(dataclasses.replace(request, resume=True), model.metadata, plan, reporter)
+        run = open_partial(dataclasses.replace(request, resume=True), genome, model.metadata, plan, reporter)
         with pytest.raises(ValueError), keeping_partial(run.store, run.resumed, 2, reporter):
             raise ValueError("boom")
         assert run.store.folder.is_dir()
@@ -247,8 +247,8 @@ def test_keeping_partial(fasta, tmp_path):
 
 def worker_setup(fasta: Path, output: Path, reporter, **fields):
     request, settings, genome, inputs, plan, model = prepared(fasta, output, reporter, **fields)
+    run = open_partial(request, genome, model.metadata, plan, reporter)
     genome.close()
-    run = open_partial(request, model.metadata, plan, reporter)
     setup = devices.WorkerSetup(request, run.store.folder, run.store.identity, run.store.attributes, run.store.token,
                                 threads=torch.get_num_threads())
     return setup, plan, run

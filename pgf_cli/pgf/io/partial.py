@@ -3,10 +3,13 @@
 `OUT.partial/` (a visible folder beside OUT) holds `identity.json` (what the
 run computes: inputs, model, target, method, dtype, windowing, the region
 list's hash, tool version) and one small HDF5 file per completed batch,
-`batch-NNNNNN-RUN.h5`, in the final output's group layout. A batch file is
-written under a hidden temporary name, fsync'ed, and renamed into place (then
-the folder is fsync'ed), so a batch file that exists is complete: a SIGKILL at
-any moment loses at most the batches in flight. Several worker processes may
+`batch-NNNNNN-RUN-DIGEST.h5`, in the final output's group layout (DIGEST: the
+start of the file's sha256). A batch file is written under a hidden temporary
+name, fsync'ed, and renamed into place (then the folder is fsync'ed), so a batch
+file that exists is complete: a SIGKILL at any moment loses at most the batches
+in flight. A resumed run checks every batch file against its DIGEST (a truncated
+or changed file is removed and its regions computed again) and every stored
+region's `bases_sha256` against the FASTA it runs on. Several worker processes may
 write batch files into one folder at once (each batch index has one file).
 On success the batch files become OUT (see `pgf.io.finalize`) and the folder
 is removed.
@@ -14,12 +17,13 @@ is removed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import h5py
@@ -32,6 +36,16 @@ from pgf.io.tracks import AttributionTrack, dataset_options, region_group_name, 
 
 IDENTITY_FILE = "identity.json"
 BATCH_PREFIX = "batch-"
+DIGEST_CHARS = 16  # of the sha256 in a batch file's name
+
+
+def file_digest(path: Path) -> str:
+    """The start of `path`'s sha256 (as batch file names carry it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:DIGEST_CHARS]
 
 
 def partial_path(output: str | Path) -> Path:
@@ -148,15 +162,42 @@ class PartialStore:
 
     def completed(self) -> set[str]:
         """Group names (region coordinates) of every region in a batch file."""
-        names: set[str] = set()
+        return set(self.stored_bases())
+
+    def stored_bases(self) -> dict[str, str | None]:
+        """Group name -> `bases_sha256` of every region in a batch file (None: not recorded)."""
+        bases: dict[str, str | None] = {}
         for path in self.batch_files():
             with h5py.File(path, "r") as handle:
-                names.update(handle.keys())
-        return names
+                for name, group in handle.items():
+                    value = group.attrs.get("bases_sha256")
+                    bases[name] = value.decode() if isinstance(value, bytes) else value
+        return bases
+
+    def remove_damaged(self) -> list[Path]:
+        """Remove every batch file that is not as it was written (its content no longer matches the digest
+        in its name: truncated, changed) or cannot be read as HDF5; returns them (their regions are to be
+        computed again)."""
+        damaged = []
+        for path in self.batch_files():
+            parts = path.stem.split("-")
+            try:
+                intact = file_digest(path) == parts[3] if len(parts) == 4 else h5py.is_hdf5(path)
+                if intact:
+                    with h5py.File(path, "r") as handle:
+                        list(handle.keys())
+            except OSError:
+                intact = False
+            if not intact:
+                path.unlink(missing_ok=True)
+                damaged.append(path)
+        if damaged:
+            _fsync_folder(self.folder)
+        return damaged
 
     def has_batch(self, index: int) -> bool:
         """Whether batch `index` was committed (its file is only ever complete)."""
-        return self._paths(index)[0].is_file()
+        return any(self.folder.glob(f"{BATCH_PREFIX}{index:06d}-{self.token}-*.h5"))
 
     def remove_temporaries(self) -> None:
         for path in self.folder.iterdir():
@@ -170,9 +211,10 @@ class PartialStore:
 
     # ------------------------------------------------------------------ writing
 
-    def _paths(self, index: int) -> tuple[Path, Path]:
-        name = f"{BATCH_PREFIX}{index:06d}-{self.token}.h5"
-        return self.folder / name, self.folder / f".{name}.{os.getpid()}.tmp"
+    def _paths(self, index: int, digest: str = "") -> tuple[Path, Path]:
+        """(final path with `digest`, temporary path) of batch `index`."""
+        name = f"{BATCH_PREFIX}{index:06d}-{self.token}"
+        return self.folder / f"{name}-{digest}.h5", self.folder / f".{name}.h5.{os.getpid()}.tmp"
 
     def write_batch(self, index: int, tracks: list[AttributionTrack]) -> Path:
         """Write batch `index` (complete tracks) atomically and durably.
@@ -180,11 +222,11 @@ class PartialStore:
         The batch is built in memory and written to disk as plain bytes: a disk that fails the write
         (full, quota) then fails a plain `write`, a clean `OutputError`, where HDF5 writing to a
         full disk is left in a state that crashes the process."""
-        final, temporary = self._paths(index)
         buffer = io.BytesIO()
         with h5py.File(buffer, "w") as image:
             for track in tracks:
                 write_track_group(image, track, self.attributes)
+        final, temporary = self._paths(index, hashlib.sha256(buffer.getbuffer()).hexdigest()[:DIGEST_CHARS])
         try:
             with open(temporary, "wb") as handle:
                 handle.write(buffer.getbuffer())
@@ -199,16 +241,17 @@ class PartialStore:
 
     def stream(self, index: int) -> "BatchFile":
         """A batch file to fill piece by piece (a long windowed region); committed on success."""
-        final, temporary = self._paths(index)
-        return BatchFile(final, temporary)
+        _, temporary = self._paths(index)
+        return BatchFile(lambda digest: self._paths(index, digest)[0], temporary)
 
 
 class BatchFile(CommitOrAbort):
     """One batch file under its temporary name; renamed into place by a successful `with`."""
 
-    def __init__(self, final: Path, temporary: Path):
-        self.final = final
-        self.target = final
+    def __init__(self, final: Callable[[str], Path], temporary: Path):
+        self.named = final  # the final path for a digest of the content
+        self.final = final("")
+        self.target = self.final.parent
         self.temporary = temporary
         try:
             self.file = h5py.File(temporary, "w")
@@ -229,6 +272,7 @@ class BatchFile(CommitOrAbort):
         self.file.close()
         with open(self.temporary, "rb+") as handle:
             os.fsync(handle.fileno())
+        self.final = self.named(file_digest(self.temporary))
         os.replace(self.temporary, self.final)
         _fsync_folder(self.final.parent)
 
@@ -267,6 +311,7 @@ class RegionStream:
         self.buffers: dict[str, list[np.ndarray]] = {}
         self.written = 0  # rows written to every dataset
         self.buffered = 0  # rows waiting in the buffers
+        self.bases = hashlib.sha256()  # of the "onehot" rows, as `bases_sha256` of the whole region
 
     def add(self, pieces: Mapping[str, np.ndarray], attributes: Mapping[str, Mapping[str, object]]) -> None:
         for key, piece in pieces.items():
@@ -278,6 +323,8 @@ class RegionStream:
                 for attr, value in attributes.get(key, {}).items():
                     self.datasets[key].attrs[attr] = value
             self.buffers.setdefault(key, []).append(np.asarray(piece))
+            if key == "onehot":
+                self.bases.update(np.ascontiguousarray(piece, dtype=np.uint8).tobytes())
         self.buffered += len(next(iter(pieces.values())))
         if self.buffered >= self.rows:
             self._flush((self.buffered // self.rows) * self.rows)
@@ -295,6 +342,7 @@ class RegionStream:
             self._flush(self.buffered)
         if self.written != self.length:
             raise RuntimeError(f"streamed {self.written} rows into a region of {self.length}")
+        self.group.attrs["bases_sha256"] = self.bases.hexdigest()
 
 
 def regions_hash(regions: list[Region]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -100,6 +102,15 @@ def dataset_options(length: int) -> dict[str, object]:
     return {"compression": "gzip", "compression_opts": 4, "shuffle": True} if length > 0 else {}
 
 
+def bases_sha256(onehot_chunks: Iterable[np.ndarray]) -> str:
+    """sha256 of a region's one-hot bases (uint8 rows, given in consecutive chunks): what `--resume`
+    compares to know that a stored region was computed on the bases the FASTA has now."""
+    digest = hashlib.sha256()
+    for chunk in onehot_chunks:
+        digest.update(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
 def write_track_group(handle: h5py.File, track: AttributionTrack, attributes: Mapping[str, object]) -> h5py.Group:
     """One region's group in the layout of the README's "Outputs" (HDF5)."""
     region = track.region
@@ -110,6 +121,7 @@ def write_track_group(handle: h5py.File, track: AttributionTrack, attributes: Ma
     if region.name is not None:
         group.attrs["name"] = region.name
     group.attrs["target_value"] = track.target_value
+    group.attrs["bases_sha256"] = bases_sha256([track.onehot])
     for key, value in attributes.items():
         group.attrs[key] = value
     options = dataset_options(len(region))

@@ -24,6 +24,7 @@ import torch
 import pgf
 from pgf import stopping
 from pgf.engine import Engine, Progress, get_engine
+from pgf.errors import OutputError
 from pgf.io.genome import Genome
 from pgf.io.lock import exclusive_output
 from pgf.io.partial import PartialStore
@@ -43,7 +44,7 @@ from pgf.workflows.attribute_output import (
     write_output,
 )
 from pgf.workflows.attribute_request import AttributeRequest, check_request, resolve_regions, resolve_target
-from pgf.workflows.batch import BatchComputer, batch_size, make_batches
+from pgf.workflows.batch import BatchComputer, batch_size, make_batches, region_bases_sha256
 from pgf.workflows.common import RegionSummary, Reporter, SilentReporter, load_model_for_user, resolve_device, resolve_dtype
 from pgf.workflows.devices import parse_devices, run_on_devices
 from pgf.workflows.interpret import MethodOptions, effective_options, resolve_ism_region
@@ -162,11 +163,13 @@ def resolve_model(request: AttributeRequest, settings: RunSettings, genome: Geno
     return ModelSetup(loaded, target, metadata)
 
 
-def open_partial(request: AttributeRequest, metadata: RunMetadata, plan: BatchPlan, reporter: Reporter) -> PartialRun:
-    """Create the partial output (or, with --resume, reopen it and drop the regions it already holds)."""
+def open_partial(request: AttributeRequest, genome: Genome, metadata: RunMetadata, plan: BatchPlan,
+                 reporter: Reporter) -> PartialRun:
+    """Create the partial output (or, with --resume, reopen it and drop the regions it already holds,
+    once its batch files and the bases of its regions are checked: `check_resumed`)."""
     identity = run_identity(request, metadata, plan.regions)
     store, resumed = PartialStore.open(request.output, identity, metadata.attributes(), request.resume, request.force)
-    done = store.completed() if resumed else set()
+    done = check_resumed(store, genome, plan.regions, reporter) if resumed else set()
     todo = [(i, [r for r in batch if region_group_name(r) not in done]) for i, batch in plan.batches]
     todo = [(i, batch) for i, batch in todo if batch]
     total = len(plan.regions)
@@ -176,6 +179,25 @@ def open_partial(request: AttributeRequest, metadata: RunMetadata, plan: BatchPl
     elif request.resume:
         reporter.info(f"nothing to resume ({store.folder} does not exist); starting")
     return PartialRun(store, resumed, identity, todo, skipped)
+
+
+def check_resumed(store: PartialStore, genome: Genome, regions: list[Region], reporter: Reporter) -> set[str]:
+    """The regions a resumed partial output holds, after its checks: a batch file that is not as it was
+    written (truncated, changed) is removed, its regions to be computed again; a stored region computed
+    on other bases than `genome` has now is an `OutputError` naming the region (same names and lengths,
+    other bases: another FASTA)."""
+    for path in store.remove_damaged():
+        reporter.warn(f"{path.name} in {store.folder} is damaged (truncated or changed since it was written); "
+                      "its regions are computed again")
+    stored = store.stored_bases()
+    for region in regions:
+        recorded = stored.get(region_group_name(region), "")
+        if recorded and recorded != region_bases_sha256(genome, region):
+            raise OutputError(
+                f"{store.folder} holds {region} computed on other bases than {genome.path} has there (another FASTA "
+                "with the same sequence names and lengths?); resume with the FASTA it was computed on, or use --force "
+                "to start again")
+    return set(stored)
 
 
 def announce(request: AttributeRequest, reporter: Reporter, context_length: int | None, plan: BatchPlan,
@@ -246,7 +268,7 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
         inputs = resolve_inputs(request, genome, settings.fmt)
         plan = plan_batches(request, inputs.regions, reporter)
         model = resolve_model(request, settings, genome, plan.regions, reporter)
-        run = open_partial(request, model.metadata, plan, reporter)
+        run = open_partial(request, genome, model.metadata, plan, reporter)
         announce(request, reporter, model.loaded.info.context_length, plan, run)
         total = len(plan.regions)
         with closing(JsonLog(request.log_json, settings.device_names)) as log, \

@@ -22,7 +22,7 @@ from pgf.io.genome import Genome
 from pgf.io.onehot import InvalidSequenceError, one_hot
 from pgf.io.partial import PartialStore, RegionStream
 from pgf.io.regions import Region
-from pgf.io.tracks import AttributionTrack, dataset_options
+from pgf.io.tracks import AttributionTrack, bases_sha256, dataset_options
 from pgf.models.targets import Target
 from pgf.workflows.common import RegionSummary, peak_memory
 from pgf.workflows.methods import score_gradient
@@ -89,6 +89,16 @@ def encode(genome: Genome, region: Region, within: Region | None = None) -> np.n
             f"{region.chrom}:{region.start + exc.offset + 1:,} ({exc.count} invalid characters in {shown}); "
             "expected A, C, G, T or IUPAC codes"
         ) from None
+
+
+BASES_CHUNK = 1 << 20  # positions encoded at a time to digest a region's bases
+
+
+def region_bases_sha256(genome: Genome, region: Region) -> str:
+    """`bases_sha256` of the bases `region` has in `genome` now (encoded as a batch encodes them), a
+    megabase at a time."""
+    return bases_sha256(encode(genome, Region(region.chrom, start, min(start + BASES_CHUNK, region.end)), region)
+                        for start in range(region.start, region.end, BASES_CHUNK))
 
 
 @dataclass
