@@ -37,7 +37,7 @@ def test_region_and_tile_keep_their_flags():
         assert params["tile"].opts == ["--tile"] and params["tile"].metavar == "N"
     # --help lists the options in the order they always had
     order = [p.name for p in group.commands["attribute"].params]
-    assert order[:4] == ["fasta", "region", "regions", "model"] and order[-5:] == ["output", "fmt", "overlap", "force", "quiet"]
+    assert order[:7] == ["fasta", "region", "regions", "genome", "chroms", "exclude_chroms", "model"] and order[-5:] == ["output", "fmt", "overlap", "force", "quiet"]
     order = [p.name for p in group.commands["effect"].params]
     assert order[:3] == ["fasta", "region", "variant"] and order.index("output") == order.index("channel") + 1
 

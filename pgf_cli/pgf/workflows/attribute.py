@@ -19,6 +19,8 @@ from __future__ import annotations
 from contextlib import closing
 from dataclasses import dataclass
 
+import time
+
 import torch
 
 import pgf
@@ -44,12 +46,14 @@ from pgf.workflows.attribute_output import (
     write_output,
 )
 from pgf.workflows.attribute_request import AttributeRequest, check_request, resolve_regions, resolve_target
-from pgf.workflows.batch import BatchComputer, batch_size, make_batches, region_bases_sha256
+from pgf.workflows.batch import BatchComputer, batch_size, encode, make_batches, region_bases_sha256
 from pgf.workflows.common import RegionSummary, Reporter, SilentReporter, load_model_for_user, resolve_device, resolve_dtype
 from pgf.workflows.devices import parse_devices, run_on_devices
+from pgf.workflows.genome_plan import genome_regions
 from pgf.workflows.interpret import MethodOptions, effective_options, resolve_ism_region
 from pgf.workflows.kernels import checked_kernels
 from pgf.workflows.shards import parse_shard, shard_batches
+from pgf.workflows.windows import WindowSpan, window_spans
 
 __all__ = [
     "AttributeRequest", "RunStopped", "resolve_regions", "run_attribute",
@@ -84,6 +88,7 @@ class Inputs:
 
     regions: list[Region]
     options: MethodOptions
+    gap_bp: int = 0  # --genome: bases in assembly gaps, not computed
 
 
 @dataclass
@@ -131,11 +136,15 @@ def configure(request: AttributeRequest) -> RunSettings:
 def resolve_inputs(request: AttributeRequest, genome: Genome, fmt: str) -> Inputs:
     """The --region and BED regions, checked against the genome and the output format, with the
     method's options (an --ism-region resolved against the genome)."""
-    regions = resolve_regions(genome, request.regions, request.bed)
+    gap_bp = 0
+    if request.genome_wide:
+        regions, gap_bp = genome_regions(genome, request.chroms, request.exclude_chroms)
+    else:
+        regions = resolve_regions(genome, request.regions, request.bed)
     check_regions_fit_format(regions, fmt, request.overlap)
     options = resolve_ism_region(effective_options(request.method, request.method_options), genome.chrom_sizes,
                                  [region.chrom for region in regions])
-    return Inputs(regions, options)
+    return Inputs(regions, options, gap_bp)
 
 
 def plan_batches(request: AttributeRequest, regions: list[Region], reporter: Reporter) -> BatchPlan:
@@ -242,6 +251,34 @@ def checked(progress: Progress | None) -> Progress:
     return update
 
 
+def dry_run(request: AttributeRequest, settings: RunSettings, genome: Genome, model: ModelSetup, inputs: Inputs,
+            plan: BatchPlan, reporter: Reporter) -> None:
+    """Say what the run would compute and about how long it would take here (one window timed on this
+    machine after a warm-up, times the windows); nothing is written."""
+    regions = plan.regions
+    spans = [window_spans(len(r), request.window, request.stride or request.window) if request.window else
+             [WindowSpan(0, len(r), 0, len(r))] for r in regions]
+    windows = sum(len(s) for s in spans)
+    computed = sum(span.end - span.start for s in spans for span in s)
+    sequences = len({r.chrom for r in regions})
+    gaps = f" ({inputs.gap_bp:,} bp in assembly gaps skipped)" if request.genome_wide else ""
+    reporter.info(f"dry run: {len(regions):,} regions on {sequences:,} sequences, {sum(len(r) for r in regions):,} bp{gaps}, "
+                  f"{windows:,} {'windows' if request.window else 'passes'} ({computed:,} bp computed)")
+    longest = max(regions, key=len)
+    first = spans[regions.index(longest)][0]
+    sample = Region(longest.chrom, longest.start + first.start, longest.start + first.end)
+    inputs_ = torch.from_numpy(encode(genome, sample)).to(device=settings.device, dtype=settings.dtype).unsqueeze(0)
+    readout = model.target.readout([sample.start])
+    settings.engine.gradient(model.loaded.model, inputs_, readout)  # warm-up: compiled kernels, allocator
+    began = time.perf_counter()
+    settings.engine.gradient(model.loaded.model, inputs_, readout)
+    elapsed = time.perf_counter() - began
+    seconds = elapsed * computed / len(sample)
+    reporter.info(f"calibration: {len(sample):,} bp in {elapsed:.2f} s on {settings.device} -> about "
+                  f"{time.strftime('%H:%M:%S', time.gmtime(seconds))} for the job here (a plain gradient; batching "
+                  f"usually makes it faster); nothing was computed or written")
+
+
 def compute_here(request: AttributeRequest, settings: RunSettings, genome: Genome, model: ModelSetup,
                  options: MethodOptions, run: PartialRun, total: int, reporter: Reporter, log: JsonLog) -> list[RegionSummary]:
     """Compute `run.todo` batch by batch in this process; each region's summary is logged and reported."""
@@ -268,6 +305,9 @@ def run_attribute(request: AttributeRequest, reporter: Reporter | None = None) -
         inputs = resolve_inputs(request, genome, settings.fmt)
         plan = plan_batches(request, inputs.regions, reporter)
         model = resolve_model(request, settings, genome, plan.regions, reporter)
+        if request.dry_run:
+            dry_run(request, settings, genome, model, inputs, plan, reporter)
+            return []
         run = open_partial(request, genome, model.metadata, plan, reporter)
         announce(request, reporter, model.loaded.info.context_length, plan, run)
         total = len(plan.regions)

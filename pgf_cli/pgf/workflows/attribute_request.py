@@ -60,6 +60,10 @@ class AttributeRequest:
     devices: str | None = None  # "cuda:0,cuda:1", "all", "cpu,cpu"
     log_json: Path | None = None
     command_line: str | None = None  # stored as provenance
+    genome_wide: bool = False  # --genome: every sequence between assembly gaps (pgf.workflows.genome_plan)
+    chroms: list[str] | None = None  # --chroms (with --genome)
+    exclude_chroms: str | None = None  # --exclude-chroms PATTERN (with --genome)
+    dry_run: bool = False  # print the plan and a time estimate; compute and write nothing
 
 
 def check_request(request: AttributeRequest) -> str:
@@ -72,6 +76,7 @@ def check_request(request: AttributeRequest) -> str:
     if request.tile is not None and request.tile < 1:
         raise PgfUserError("--tile must be a positive number of positions")
     _check_window_options(request)
+    _check_genome_options(request)
     batch_size(request.batch_size, request.engine)
     if request.shard is not None:
         parse_shard(request.shard)
@@ -93,6 +98,18 @@ def _check_output_is_not_an_input(request: AttributeRequest) -> None:
     for what, path in inputs.items():
         if path is not None and Path(path).resolve() == output:
             raise OutputError(f"output {request.output} is {what}; choose another output path")
+
+
+def _check_genome_options(request: AttributeRequest) -> None:
+    """--genome takes every sequence in windows; --chroms/--exclude-chroms only choose among them."""
+    if not request.genome_wide:
+        if request.chroms or request.exclude_chroms:
+            raise PgfUserError("--chroms and --exclude-chroms choose the sequences of --genome; add --genome")
+        return
+    if request.regions or request.bed is not None:
+        raise PgfUserError("--genome computes every sequence; drop --region/--regions (choose sequences with --chroms)")
+    if request.window is None:
+        raise PgfUserError("--genome computes windows: give --window W (e.g. the model's trained context) and --stride S")
 
 
 def _check_window_options(request: AttributeRequest) -> None:

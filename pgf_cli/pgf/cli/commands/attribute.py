@@ -64,6 +64,18 @@ def attribute(
     regions: Annotated[
         Optional[Path], typer.Option("--regions", metavar="BED", help="BED file of regions (0-based half-open, optional name column).")
     ] = None,
+    genome: Annotated[
+        bool, typer.Option("--genome", help="Every sequence of the FASTA, in windows (--window/--stride), between its "
+                                            "assembly gaps (100+ N: not computed, no data in the track).")
+    ] = False,
+    chroms: Annotated[
+        Optional[str], typer.Option("--chroms", metavar="LIST", help="--genome: only these sequences (comma-separated).")
+    ] = None,
+    exclude_chroms: Annotated[
+        Optional[str], typer.Option("--exclude-chroms", metavar="PATTERN",
+                                    help="--genome: leave out sequences whose whole name matches this regular expression "
+                                         "(e.g. 'chrUn.*|.*_random|chrM').")
+    ] = None,
     model: ModelOption = BUILTIN,
     target: TargetOption = None,
     target_window: Annotated[
@@ -136,6 +148,10 @@ def attribute(
         Optional[Path],
         typer.Option("--log-json", metavar="FILE", help="Append one JSON line per finished region (seconds, bp/s, peak memory, device)."),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (regions, bp, windows) and a time estimate from one window "
+                                             "timed on this machine; compute and write nothing.")
+    ] = False,
     output: Annotated[Path, output_option("OUT", "Output file: .h5/.hdf5, .bedgraph/.bg or .bw/.bigwig.")],
     fmt: FormatOption = None,
     overlap: OverlapOption = Overlap.mean,
@@ -178,11 +194,17 @@ def attribute(
         devices=devices,
         log_json=log_json,
         command_line=command_line(ctx),
+        genome_wide=genome,
+        chroms=[name.strip() for name in chroms.split(",") if name.strip()] if chroms else None,
+        exclude_chroms=exclude_chroms,
+        dry_run=dry_run,
     )
 
     def work() -> None:
         with RichReporter(quiet=quiet) as reporter:
             summaries = run_attribute(request, reporter)
+            if dry_run:
+                return
             computed = len(summaries)
             count, total = reporter.job_size if reporter.job_size else (computed, sum(len(s.region) for s in summaries))
             resumed = f"; {count - computed} from the partial output" if count > computed else ""
