@@ -14,7 +14,7 @@ def save_then_die(setup, worker, device_name, connection):
             return
         index, _ = item
         if worker == 0 and index == 0:
-            (setup.folder / f"batch-{index:06d}-{setup.token}.h5").write_bytes(b"")
+            (setup.folder / f"batch-{index:06d}-{setup.token}-0000000000000000.h5").write_bytes(b"")
             os._exit(9)
         time.sleep(0.05)
         connection.send(("done", index, []))

@@ -116,3 +116,16 @@ def test_the_final_output_needs_the_space_of_its_parts(genome, single, tmp_path,
     monkeypatch.setattr(shutil_module, "disk_usage", real)
     assert run(genome, output, "--resume").exit_code == 0
     assert_same_groups(output, single)
+
+
+@pytest.mark.slow
+def test_a_full_filesystem_while_a_chromosome_streams(tmp_path, small_filesystem):
+    """A whole sequence in windows streams into its batch file: the disk filling up mid-stream is the
+    same one-line error, not a crash, and nothing is left behind."""
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "genome.fa"
+    command = [sys.executable, "-m", "pgf", "attribute", str(sample), "--region", "chr1", "--window", "4096",
+               "--stride", "4096", "--model", "random-test", "-o", str(small_filesystem / "w.h5")]
+    ended = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert ended.returncode == 2, ended.stderr
+    assert ended.stderr.strip().splitlines()[-1] == f"error: cannot write {small_filesystem}/w.h5.partial: No space left on device"
+    assert "Traceback" not in ended.stderr and list(small_filesystem.iterdir()) == []

@@ -245,8 +245,74 @@ class PartialStore:
         return BatchFile(lambda digest: self._paths(index, digest)[0], temporary)
 
 
+class GuardedFile(io.RawIOBase):
+    """A file for HDF5 (h5py's file-object driver) whose failed writes are recorded, not raised: HDF5
+    that sees a write fail (a full disk) is left in a state that crashes the process when it frees
+    the file. HDF5 goes on as if the write had succeeded; the writer checks `failure` at its next
+    step (`BatchFile.check`) and stops there with a clean error."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.handle = open(path, "w+b")
+        self.failure: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.handle.readinto(buffer)
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if self.failure is None:
+            try:
+                self.handle.write(data)
+            except OSError as exc:
+                self.failure = exc
+        return size
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.failure is None:
+            try:
+                return self.handle.truncate(size)
+            except OSError as exc:
+                self.failure = exc
+        return self.tell() if size is None else size
+
+    def flush(self) -> None:
+        if self.failure is None and not self.handle.closed:
+            try:
+                self.handle.flush()
+            except OSError as exc:
+                self.failure = exc
+
+    def close(self) -> None:
+        if self.handle.closed:
+            return
+        self.flush()
+        try:
+            self.handle.close()
+        except OSError as exc:
+            self.failure = self.failure or exc
+        super().close()
+
+
 class BatchFile(CommitOrAbort):
-    """One batch file under its temporary name; renamed into place by a successful `with`."""
+    """One batch file under its temporary name; renamed into place by a successful `with`. Filled piece by
+    piece (a whole chromosome's windows), it is written through a `GuardedFile`: a disk that fails a write
+    stops the batch at its next `check` with a one-line `OutputError`."""
 
     def __init__(self, final: Callable[[str], Path], temporary: Path):
         self.named = final  # the final path for a digest of the content
@@ -254,9 +320,15 @@ class BatchFile(CommitOrAbort):
         self.target = self.final.parent
         self.temporary = temporary
         try:
-            self.file = h5py.File(temporary, "w")
+            self.guarded = GuardedFile(temporary)
+            self.file = h5py.File(self.guarded, "w")
         except OSError as exc:
-            raise OutputError(f"cannot write in {final.parent}: {exc}") from None
+            raise OutputError(f"cannot write in {self.final.parent}: {exc.strerror or exc}") from None
+
+    def check(self) -> None:
+        """Raise the failure of a write since the batch began, if any (as an `OutputError`)."""
+        if self.guarded.failure is not None:
+            raise write_failure(self.guarded.failure, self.final.parent) or self.guarded.failure
 
     def create_region(self, region: Region, attributes: Mapping[str, object]) -> h5py.Group:
         group = self.file.create_group(region_group_name(region))
@@ -268,8 +340,9 @@ class BatchFile(CommitOrAbort):
         return group
 
     def commit(self) -> None:
-        self.file.flush()
         self.file.close()
+        self.guarded.close()
+        self.check()
         with open(self.temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         self.final = self.named(file_digest(self.temporary))
@@ -277,24 +350,17 @@ class BatchFile(CommitOrAbort):
         _fsync_folder(self.final.parent)
 
     def abort(self) -> None:
-        discard_hdf5(self.file)
+        if not self.guarded.handle.closed:
+            try:
+                self.guarded.handle.truncate(0)  # give the space back
+            except OSError:
+                pass
+        try:
+            self.file.close()
+        except Exception:
+            pass
+        self.guarded.close()
         self.temporary.unlink(missing_ok=True)
-
-
-def discard_hdf5(file: h5py.File) -> None:
-    """Close an HDF5 file that is being thrown away, also on a full disk: its data are truncated first
-    (the space goes back), so the few writes HDF5 makes when closing fit. An HDF5 file whose close
-    fails stays open inside the library, and freeing it later crashes the process."""
-    try:
-        if file.id.valid:
-            os.ftruncate(file.id.get_vfd_handle(), 0)
-    except Exception:  # another driver, or already closed: nothing to give back
-        pass
-    try:
-        file.close()
-    except Exception:
-        pass
-
 
 
 class RegionStream:
@@ -305,8 +371,9 @@ class RegionStream:
     back and rewritten) and memory stays at about one chunk per dataset.
     """
 
-    def __init__(self, group: h5py.Group, length: int, rows: int):
+    def __init__(self, group: h5py.Group, length: int, rows: int, check: Callable[[], None] | None = None):
         self.group, self.length, self.rows = group, length, rows
+        self.check = check or (lambda: None)  # raises when a write of the batch file failed (BatchFile.check)
         self.datasets: dict[str, h5py.Dataset] = {}
         self.buffers: dict[str, list[np.ndarray]] = {}
         self.written = 0  # rows written to every dataset
@@ -328,6 +395,7 @@ class RegionStream:
         self.buffered += len(next(iter(pieces.values())))
         if self.buffered >= self.rows:
             self._flush((self.buffered // self.rows) * self.rows)
+            self.check()
 
     def _flush(self, count: int) -> None:
         for key, parts in self.buffers.items():

@@ -156,7 +156,7 @@ class BatchComputer:
             for key, value in self.store.attributes.items():
                 group.attrs[key] = value
             values = np.empty(len(spans), dtype=np.float64)
-            stream = RegionStream(group, len(region), STREAM_CHUNK_ROWS)
+            stream = RegionStream(group, len(region), STREAM_CHUNK_ROWS, check=batch.check)
             for first in range(0, len(spans), limit):
                 chunk = spans[first : first + limit]
                 onehots = [encode(self.genome, Region(region.chrom, region.start + s.start, region.start + s.end), region)
