@@ -200,7 +200,7 @@ def test_hdf5_layout(tmp_path):
     with h5py.File(path, "r") as handle:
         assert dict(handle.attrs) == META.attributes()
         assert sorted(handle.attrs) == sorted(
-            ["method", "target", "model_id", "model_checksum", "model_trained", "engine", "dtype", "tool_version"]
+            ["method", "target", "model_id", "model_checksum", "model_trained", "engine", "dtype", "tool_version", "model_revision"]
         )
         assert sorted(handle) == sorted(
             ["chr1:1001-3000", "chr2:101-600", "chr10:1-250", "chr1:1-500", "chr1:501-560"]

@@ -25,6 +25,7 @@ class RunMetadata:
     engine: str
     dtype: str
     tool_version: str
+    model_revision: str = ""  # the Hub commit the weights came from ("" for a local model)
 
     def attributes(self) -> dict[str, object]:
         return asdict(self)

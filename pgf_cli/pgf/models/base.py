@@ -34,6 +34,7 @@ class ModelInfo:
     n_parameters: int
     context_length: int | None  # trained context in bp, None when not applicable
     note: str = ""
+    revision: str = ""  # the Hub commit sha of a model loaded by id ("" for a local one)
 
 
 class SequenceModel(nn.Module, ABC):

@@ -22,6 +22,7 @@ import torch
 
 from pgf.errors import ModelError
 from pgf.models.base import ModelInfo, SequenceModel
+from pgf.models.hub import is_model_id, resolve
 from pgf.models.checkpoint import read_config
 from pgf.models.checksum import state_checksum
 from pgf.models.track_ssm import TrackSSM, TrackSSMConfig, describe
@@ -120,10 +121,15 @@ def load_model(
             note=RANDOM_TEST_NOTE,
         )
         loaded = LoadedModel(model, info)
+    elif is_model_id(spec):
+        snapshot = resolve(spec)
+        loaded = load_checkpoint(snapshot.folder, vocab=vocab)
+        loaded.info = replace(loaded.info, model_id=snapshot.repo_id, revision=snapshot.commit)
     else:
         path = Path(spec)
         if not path.exists():
-            raise ModelError(f"model {spec!r} not found: expected '{BUILTIN}', '{RANDOM_TEST}' or a checkpoint directory")
+            raise ModelError(f"model {spec!r} not found: expected '{BUILTIN}', '{RANDOM_TEST}', a checkpoint directory "
+                             "or a Hugging Face Hub id ORG/NAME[@REVISION]")
         if not path.is_dir():
             raise ModelError(f"model {spec!r} is a file; pass the checkpoint directory that holds config.json")
         loaded = load_checkpoint(path, vocab=vocab)

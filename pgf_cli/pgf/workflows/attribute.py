@@ -168,6 +168,7 @@ def resolve_model(request: AttributeRequest, settings: RunSettings, genome: Geno
     metadata = RunMetadata(
         method=request.method, target=target.spec, model_id=loaded.info.model_id, model_checksum=loaded.info.checksum,
         model_trained=loaded.info.trained, engine=settings.engine.name, dtype=request.dtype, tool_version=pgf.__version__,
+        model_revision=loaded.info.revision,
     )
     return ModelSetup(loaded, target, metadata)
 

@@ -53,6 +53,7 @@ def run_identity(request: AttributeRequest, metadata: RunMetadata, regions: list
         "fasta_index_sha256": _file_sha256(Path(f"{request.fasta}.fai")),
         "model_id": metadata.model_id,
         "model_checksum": metadata.model_checksum,
+        "model_revision": metadata.model_revision,
         "target": metadata.target,
         "method": metadata.method,
         "method_options": method_identity(effective_options(request.method, request.method_options)),

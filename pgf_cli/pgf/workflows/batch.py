@@ -20,7 +20,8 @@ import torch
 from pgf.errors import GenomeError, PgfUserError
 from pgf.io.genome import Genome
 from pgf.io.onehot import InvalidSequenceError, one_hot
-from pgf.io.partial import PartialStore, RegionStream
+from pgf.io.batch_file import RegionStream
+from pgf.io.partial import PartialStore
 from pgf.io.regions import Region
 from pgf.io.tracks import AttributionTrack, bases_sha256, dataset_options
 from pgf.models.targets import Target

@@ -183,14 +183,15 @@ def run_effect(request: EffectRequest, reporter: Reporter | None = None) -> list
         metadata = {
             "region": str(region), "chrom": region.chrom, "start": region.start, "end": region.end,
             "mode": request.mode, "output": description, "channels": ",".join(channels),
-            "model_id": loaded.info.model_id, "model_checksum": loaded.info.checksum,
+            "model_id": loaded.info.model_id, "model_checksum": loaded.info.checksum, "model_revision": loaded.info.revision,
             "model_trained": loaded.info.trained, "dtype": request.dtype, "tool_version": pgf.__version__,
         }
         write_effect_hdf5(request.output, request.force, metadata, baseline[0].float().cpu().numpy(), results)
         write_effect_summary(summary_path, request.force, region, results, channel, channels)
         if request.track:
             info = loaded.info
-            meta = RunMetadata("effect", description, info.model_id, info.checksum, info.trained, "pgf-tangent", request.dtype, pgf.__version__)
+            meta = RunMetadata("effect", description, info.model_id, info.checksum, info.trained, "pgf-tangent", request.dtype,
+                               pgf.__version__, model_revision=info.revision)
             write_effect_track(
                 request.track, track_format, request.force, genome.chrom_sizes, region, results[track_index], channel, channels, meta
             )

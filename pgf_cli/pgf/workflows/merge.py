@@ -25,7 +25,7 @@ from pgf.io.writers import TrackLabel, resolve_format
 from pgf.workflows.common import Reporter, SilentReporter
 
 MUST_AGREE = ("model_checksum", "target", "method", "dtype", "tool_version")
-KEPT = ("method", "target", "model_id", "model_checksum", "model_trained", "engine", "dtype", "tool_version")
+KEPT = ("method", "target", "model_id", "model_checksum", "model_revision", "model_trained", "engine", "dtype", "tool_version")
 
 
 @dataclass
@@ -61,7 +61,7 @@ def _root_attributes(path: Path) -> dict[str, object]:
 
 
 def _check_agreement(parts: list[Path], attributes: list[dict[str, object]]) -> None:
-    keys = list(MUST_AGREE) + [key for key in ("fasta_index_sha256", "chrom_names", "chrom_lengths")
+    keys = list(MUST_AGREE) + [key for key in ("model_revision", "fasta_index_sha256", "chrom_names", "chrom_lengths")
                                 if all(attrs.get(key) not in (None, "") for attrs in attributes)]
     for key in keys:
         for part, attrs in zip(parts[1:], attributes[1:]):

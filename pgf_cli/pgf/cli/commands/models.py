@@ -1,4 +1,4 @@
-"""`pgf models show`: what a model is, before running it."""
+"""`pgf models show` (what a model is, before running it) and `pgf models pull` (fetch a Hub model ahead of time)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 
 from pgf.cli.errors import run_guarded
 from pgf.cli.options import ShowVocabOption
+from pgf.models.hub import resolve
 from pgf.models.registry import human_count, load_model
 
 models_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
@@ -24,6 +25,7 @@ def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
     )
     return [
         ("model", info.model_id),
+        *([("revision", info.revision)] if info.revision else []),
         ("architecture", info.architecture),
         ("parameters", f"{info.n_parameters:,} ({human_count(info.n_parameters)})"),
         ("size", f"{info.n_parameters * 4 / 2**20:.1f} MiB in fp32"),
@@ -39,7 +41,7 @@ def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
 @models_app.command("show")
 def show(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="'builtin', 'random-test' or a checkpoint directory.")],
+    model: Annotated[str, typer.Argument(help="'builtin', 'random-test', a checkpoint directory or a Hub id ORG/NAME[@REVISION].")],
     vocab: ShowVocabOption = None,
 ) -> None:
     """Print a model's architecture, size, context length, vocabulary and checksum."""
@@ -49,5 +51,21 @@ def show(
         width = max(len(name) for name, _ in lines)
         for name, value in lines:
             typer.echo(f"{name:<{width}}  {value}")
+
+    run_guarded(work, ctx)
+
+
+@models_app.command("pull")
+def pull(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="ORG/NAME[@REVISION]", help="A Hugging Face Hub model id.")],
+) -> None:
+    """Download a Hub model into the local cache ahead of time (for cluster nodes without a network; the
+    same HF_HOME there, with HF_HUB_OFFLINE=1), and print where it went."""
+
+    def work() -> None:
+        snapshot = resolve(model)
+        load_model(str(snapshot.folder))  # pgf can load it: the architecture is one pgf implements
+        typer.echo(f"{snapshot.repo_id} at commit {snapshot.commit}: {snapshot.folder}")
 
     run_guarded(work, ctx)
