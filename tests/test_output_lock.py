@@ -3,7 +3,6 @@ run that holds it; a lock left by a killed run is taken over."""
 
 from __future__ import annotations
 
-import os
 import platform
 import signal
 import subprocess
@@ -45,18 +44,40 @@ def test_a_held_output_is_refused_and_a_killed_holders_lock_is_taken_over(genome
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
 
 
+# the first run, held after its first batch until the test releases it (so the second surely starts meanwhile)
+HELD_RUN = """
+import sys, time
+from pathlib import Path
+from pgf.workflows import batch
+release, real = Path(sys.argv[1]), batch.BatchComputer.run
+def run(self, *args, **kwargs):
+    out = real(self, *args, **kwargs)
+    deadline = time.monotonic() + 120
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return out
+batch.BatchComputer.run = run
+sys.argv = ["pgf", *sys.argv[2:]]
+from pgf.cli.app import main
+main()
+"""
+
+
 @pytest.mark.slow
 def test_a_second_resume_while_the_first_run_writes_is_refused(genome, tmp_path):  # noqa: F811
     """The restarted-job case: the first attempt still runs when the second starts with --resume."""
-    output = tmp_path / "busy.h5"
-    first = start_and_wait_for_first_batch(pgf_command(genome, output), output)
-    second = subprocess.run(pgf_command(genome, output, "--resume"), capture_output=True, text=True, timeout=120)
+    output, release = tmp_path / "busy.h5", tmp_path / "release"
+    first_args = pgf_command(genome, output)[3:]  # after `python -m pgf`
+    first = start_and_wait_for_first_batch([sys.executable, "-c", HELD_RUN, str(release), *first_args], output)
+    try:
+        second = subprocess.run(pgf_command(genome, output, "--resume"), capture_output=True, text=True, timeout=300)
+    finally:
+        release.touch()
     assert second.returncode == 2, second.stderr
     assert f"is being written by another pgf run: process {first.pid}" in second.stderr
-    _, stderr = first.communicate(timeout=120)
+    _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
     with h5py.File(output) as h5:
         assert len(h5) == len(REGIONS)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.h5", "release"]
     assert not batches(output)
-    assert os.path.exists(output)
