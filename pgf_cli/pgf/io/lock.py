@@ -75,12 +75,14 @@ def exclusive_output(output: str | Path) -> Iterator[None]:
     handle = _locked(path, output)
     try:
         holder = {"host": platform.node(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, (json.dumps(holder) + "\n").encode(), 0)
+        try:
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, (json.dumps(holder) + "\n").encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only the holder goes unnamed
+            pass
         try:
             yield
         finally:
-            os.ftruncate(handle, 0)
             path.unlink(missing_ok=True)  # still held: no other run can have taken it meanwhile
     finally:
         os.close(handle)
