@@ -122,3 +122,33 @@ def test_a_local_directory_of_the_same_name_wins(tmp_path, hub):
     result = pgf(tmp_path, hub, "models", "show", "kuleshov-group/caduceus-tiny")
     assert result.returncode == 0, result.stderr
     assert not [path for _, path in hub.requests if "caduceus-tiny" in path]  # the Hub was not asked
+
+
+def test_the_readme_hub_example_runs_as_written(tmp_path):
+    """The README's Hub-id command, verbatim, against the loopback Hub serving a tiny random checkpoint in the
+    published layout under that id (the real one is never fetched in tests)."""
+    import json
+    import shlex
+
+    from test_models_list import published_config
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    line = next(line.strip() for line in readme.splitlines() if line.strip().startswith("pgf attribute")
+                and "--model kuleshov-group/" in line)
+    args = shlex.split(line)[1:]
+    repo_id = args[args.index("--model") + 1]
+    files = checkpoint_files(tmp_path / "ckpt")
+    config = json.loads(files["config.json"])
+    published = published_config(config["d_model"], config["n_layer"], rcps=True)
+    published["ssm_cfg"].update(config["ssm_cfg"])
+    with FakeHub() as server:
+        commit = server.add(repo_id, {**files, "config.json": json.dumps(published).encode()})
+        (tmp_path / "sample_data").symlink_to(Path(__file__).parents[1] / "sample_data")
+        result = pgf(tmp_path, server, *args)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / args[args.index("-o") + 1]
+    with h5py.File(out) as h5:
+        assert h5.attrs["model_id"] == repo_id and h5.attrs["model_revision"] == commit
+        (group,) = h5.values()
+        gradient = group["gradient"][()]
+    assert gradient.shape == (139_116 - 99_578 + 1, 4) and abs(gradient).sum() > 0

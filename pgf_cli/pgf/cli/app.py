@@ -13,6 +13,7 @@ from pgf.cli.commands.effect import effect
 from pgf.cli.commands.export import export_app
 from pgf.cli.commands.merge import merge
 from pgf.cli.commands.models import models_app
+from pgf.cli.commands.models_list import list_models
 from pgf.cli.commands.plot import plot
 from pgf.cli.commands.report import report
 from pgf.cli.errors import CliState
@@ -25,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 # `pgf --help` lists the commands in this order (groups after the plain commands)
+models_app.command("list")(list_models)
 app.add_typer(models_app, name="models")
 app.add_typer(export_app, name="export")
 app.command()(merge)

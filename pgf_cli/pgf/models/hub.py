@@ -1,7 +1,7 @@
 """Models by Hugging Face Hub id: `ORG/NAME[@REVISION]` through huggingface_hub and its cache.
 
 The standard cache and settings apply (`HF_HOME`, `HF_HUB_CACHE`, `HF_HUB_OFFLINE=1`, `HF_TOKEN`,
-`HF_ENDPOINT`). Only what pgf reads is fetched: config.json, the weights (safetensors when the
+`HF_ENDPOINT`), with a rich progress bar on a terminal. Only what pgf reads is fetched: config.json, the weights (safetensors when the
 repository has them, else the torch pickle, read with weights_only=True) and tokenizer files.
 Repository code is never run: pgf loads the weights into its own implementations. A download that
 stops half-way leaves no snapshot that pgf loads (huggingface_hub moves a file into the snapshot
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgf.errors import ModelError
+from pgf.models.download_progress import RichDownloadBar, start_display, stop_display
 
 CONFIG = ["config.json"]
 SAFETENSORS = ["model.safetensors"]
@@ -105,7 +106,13 @@ def resolve(spec: str) -> HubSnapshot:
             raise ModelError(_message(errors.OfflineModeIsEnabled("HF_HUB_OFFLINE"), repo_id, revision))
         try:
             # by the revision's name, so that the cache records where it points (what offline use reads)
-            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_wanted_files(repo_id, revision)))
+            wanted = _wanted_files(repo_id, revision)
+            display = start_display()
+            try:
+                folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=wanted,
+                                                tqdm_class=RichDownloadBar))
+            finally:
+                stop_display(display)
         except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:  # gated is a kind of not-found
             raise ModelError(_message(exc, repo_id, revision)) from exc
         except Exception as exc:  # the network's errors and the Hub's: the cache if it has the model, else one line
