@@ -8,6 +8,8 @@ device and is differentiable with plain autograd):
             cpu.py + cpu_kernels.py (numba); triton.py (entry) + triton_forward / triton_tangent /
             triton_backward / triton_util.py; autograd.py (compiled kernels as autograd functions)
     conv/   ops.py: causal_conv1d; reference.py; cpu.py (numba)
+    ssd/    ops.py: ssd_scan, ssd_scan_saving, ssd_scan_vjp (the Mamba-2 scan); reference.py;
+            chunked.py (the "cpu" backend: plain PyTorch); triton*.py; autograd.py
     backends.py   backend names, `resolve_backend` (the "auto" rule), `unavailable_reason`
     cpu_common.py, cpu_exp.py, triton_common.py   what each op's compiled kernels share
 
@@ -31,6 +33,7 @@ from pgf_kernels.scan import (
     selective_scan_saving,
     selective_scan_vjp,
 )
+from pgf_kernels.ssd import SsdResidual, ssd_scan, ssd_scan_ref, ssd_scan_saving, ssd_scan_vjp
 
 __all__ = [
     "BACKENDS",
@@ -43,6 +46,11 @@ __all__ = [
     "selective_scan_saving",
     "selective_scan_vjp",
     "selective_scan_ref",
+    "SsdResidual",
+    "ssd_scan",
+    "ssd_scan_ref",
+    "ssd_scan_saving",
+    "ssd_scan_vjp",
     "triton_unavailable_reason",
     "unavailable_reason",
 ]
