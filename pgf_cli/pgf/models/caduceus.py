@@ -15,22 +15,27 @@ first output half and the flipped *first* half for the second output half
 (swapping halves every block, residual included); the final norm_f does not
 swap. With `fused_add_norm: false` the halves stay in place. Both are
 reproduced here, chosen by the config.
+
+The mixers of each direction are Mamba-1 or Mamba-2 (PlantCAD2-style), as the config says (both
+config layouts are read by `pgf.models.caduceus_config`); the BiMamba "add" rule, weight tying
+and RC wrappers are the same for both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pgf.engine.protocol import Scan, TiledLayer
+from pgf.engine.protocol import Pointwise, Scan, TiledLayer, identity
 from pgf.errors import ModelError
 from pgf.models.base import SequenceModel
+from pgf.models.caduceus_config import CaduceusConfig
 from pgf.models.checkpoint import load_state_strictly, read_weights
 from pgf.models.mamba import BiMambaMixer, pair_combine
+from pgf.models.mamba_ssm_lm import GatedMLP, mlp_post, then
 from pgf.models.tokens import CADUCEUS, PLANT_CADUCEUS, DnaVocabulary, resolve_vocabulary
 from pgf.models.types import Checkpoint, register_model_type
 
@@ -40,55 +45,6 @@ MODEL_TYPE = "caduceus"
 def flip_lc(t: torch.Tensor) -> torch.Tensor:
     """Reverse-complement a hidden tensor (b, L, C): flip length and channels."""
     return t.flip(-2, -1)
-
-
-@dataclass(frozen=True)
-class CaduceusConfig:
-    """The config.json keys pgf reads (published names and defaults)."""
-
-    d_model: int = 256
-    n_layer: int = 16
-    vocab_size: int = 12
-    pad_vocab_size_multiple: int = 8
-    ssm_cfg: dict = field(default_factory=dict)
-    rms_norm: bool = True
-    fused_add_norm: bool = True
-    residual_in_fp32: bool = False
-    norm_epsilon: float = 1e-5
-    bidirectional: bool = True
-    bidirectional_strategy: str = "add"
-    bidirectional_weight_tie: bool = True
-    rcps: bool = False
-    complement_map: dict | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CaduceusConfig":
-        names = cls.__dataclass_fields__
-        config = cls(**{k: v for k, v in data.items() if k in names})
-        if config.rcps and not config.complement_map:
-            raise ValueError("rcps models need a complement_map")
-        return config
-
-    @property
-    def padded_vocab_size(self) -> int:
-        multiple = self.pad_vocab_size_multiple or 1
-        return -(-self.vocab_size // multiple) * multiple
-
-    def complement_ids(self) -> list[int]:
-        """complement_map as a list over the padded vocabulary (identity where unspecified)."""
-        mapping = {int(k): int(v) for k, v in (self.complement_map or {}).items()}
-        return [mapping.get(i, i) for i in range(self.padded_vocab_size)]
-
-    def mixer_kwargs(self) -> dict:
-        ssm = self.ssm_cfg or {}
-        return dict(
-            d_state=ssm.get("d_state", 16),
-            d_conv=ssm.get("d_conv", 4),
-            expand=ssm.get("expand", 2),
-            dt_rank=ssm.get("dt_rank", "auto"),
-            conv_bias=ssm.get("conv_bias", True),
-            bias=ssm.get("bias", False),
-        )
 
 
 def default_vocabulary(config: CaduceusConfig) -> DnaVocabulary:
@@ -139,22 +95,34 @@ def _norm(config: CaduceusConfig) -> nn.Module:
 
 
 class CaduceusBlock(nn.Module):
-    """Add + norm, then the BiMamba mixer (per strand half for ps)."""
+    """Add + norm, then the BiMamba mixer (per strand half for ps); ph blocks may end with add +
+    norm2 + a GatedMLP (`mlp_hidden`), folded into the next layer's maps (see `post`)."""
 
     def __init__(self, config: CaduceusConfig):
         super().__init__()
         self.config = config
+        mixer_type, mixer_kwargs = config.mixer()
         mixer = BiMambaMixer(
             config.d_model,
             strategy=config.bidirectional_strategy,
             weight_tie=config.bidirectional_weight_tie,
             bidirectional=config.bidirectional,
-            **config.mixer_kwargs(),
+            mixer_type=mixer_type,
+            **mixer_kwargs,
         )
         rc_wrapped = config.rcps
         self.mixer = Submodule(mixer) if rc_wrapped else mixer
         norm = _norm(config)
         self.norm = Submodule(norm) if (rc_wrapped and not config.fused_add_norm) else norm
+        if config.mlp_hidden:  # ph only (CaduceusConfig refuses an MLP with rcps)
+            self.norm2 = _norm(config)
+            self.mlp = GatedMLP(config.d_model, config.mlp_hidden, bias=config.mlp_bias)
+        else:
+            self.norm2 = self.mlp = None
+
+    def post(self) -> Pointwise:
+        """What the block's GatedMLP does to the summed stream: x -> residual(x) + mlp(norm2(x))."""
+        return mlp_post(self.norm2, self.mlp, self.config.residual_in_fp32)
 
     @property
     def bimamba(self) -> BiMambaMixer:
@@ -169,8 +137,9 @@ class CaduceusBlock(nn.Module):
             return stream.to(torch.promote_types(stream.dtype, torch.float32))
         return stream
 
-    def tiled(self) -> TiledLayer:
-        """With the summed stream x = hidden + residual: x' = skip(x) + mixer(add-norm(x)).
+    def tiled(self, pre: Pointwise = identity) -> TiledLayer:
+        """With the summed stream x = hidden + residual: x' = skip(x) + mixer(add-norm(x)), after
+        `pre` (the previous ph block's GatedMLP, pointwise) where there is one.
 
         ps: the forward-strand half feeds the BiMamba as is (a causal and an
         anti-causal scan); the RC half feeds it flipped over length and
@@ -179,8 +148,8 @@ class CaduceusBlock(nn.Module):
         """
         norm, mixer, config = self.norm_module, self.bimamba, self.config
         if not config.rcps:
-            scans = mixer.scans(prepare=lambda x: norm(x.to(norm.weight.dtype)))
-            return TiledLayer(scans, skip=self.to_residual, join=pair_combine(mixer, len(scans)))
+            scans = mixer.scans(prepare=then(pre, lambda x: norm(x.to(norm.weight.dtype))))
+            return TiledLayer(scans, skip=then(pre, self.to_residual), join=pair_combine(mixer, len(scans)))
         d = config.d_model
 
         def halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,13 +240,19 @@ class CaduceusLM(SequenceModel):
         return torch.cat([forward, self.complement_vocabulary.embed(onehot, weight).flip(-1)], dim=-1)
 
     def tiled_layers(self) -> list[TiledLayer]:
-        return [layer.tiled() for layer in self.caduceus.backbone.layers]
+        layers, pre = [], identity
+        for block in self.caduceus.backbone.layers:
+            layers.append(block.tiled(pre))
+            pre = block.post()
+        return layers
 
     def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
         """Final norm (per strand half for ps; no swap) and the (RC-summed) LM head."""
         norm_f = self.caduceus.backbone.norm_f
         norm = norm_f.submodule if isinstance(norm_f, Submodule) else norm_f
         if not self.config.rcps:
+            for block in self.caduceus.backbone.layers[-1:]:
+                stream = block.post()(stream)  # the last block's GatedMLP, if any (folded forward)
             return {"logits": self.lm_head(norm(stream.to(norm.weight.dtype)))}
         weight = self.lm_head.lm_head.weight
         d = self.config.d_model
@@ -291,21 +266,23 @@ class CaduceusLM(SequenceModel):
 @register_model_type(MODEL_TYPE)
 def load_caduceus(directory: Path, config_data: dict, vocab: str | None = None) -> Checkpoint:
     """A Caduceus ph or ps checkpoint with its published key names."""
+    state = read_weights(directory)
     try:
-        config = CaduceusConfig.from_dict(config_data)
+        config = CaduceusConfig.from_dict(config_data, weight_names=state)
         vocabulary = resolve_vocabulary(directory, config_data, vocab, default=default_vocabulary(config))
         model = CaduceusLM(config, vocabulary)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{directory}/config.json: {exc}") from None
     vocabulary.check(config.padded_vocab_size, str(directory))
-    state = read_weights(directory)
     for name, buffer in model.state_dict().items():
         if name.endswith("complement_map") and name in state and not torch.equal(state[name].long(), buffer):
             raise ModelError(f"{directory}: {name} in the weights differs from complement_map in config.json")
     load_state_strictly(model, state, model.tied_parameter_names(), str(directory))
     kind = "ps, reverse-complement equivariant" if config.rcps else "ph"
+    mixers = "Mamba-2" if config.mixer_layer == "Mamba2" else "Mamba-1"
+    mlp = f", gated MLP {config.mlp_hidden}" if config.mlp_hidden else ""
     architecture = (
-        f"Caduceus-{kind} (masked LM, bidirectional={config.bidirectional}, d_model {config.d_model}, "
+        f"Caduceus-{kind} (masked LM, {mixers} mixers{mlp}, bidirectional={config.bidirectional}, d_model {config.d_model}, "
         f"{config.n_layer} layers, fused_add_norm={config.fused_add_norm}, vocabulary {vocabulary.to_string()})"
     )
     return Checkpoint(model, architecture, config_data.get("max_seq_len") or config_data.get("max_position_embeddings"))

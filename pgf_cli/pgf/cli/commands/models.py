@@ -9,6 +9,7 @@ import typer
 from pgf.cli.errors import run_guarded
 from pgf.cli.options import ShowVocabOption
 from pgf.models.hub import resolve
+from pgf.models.mamba2 import mixer_facts
 from pgf.models.registry import human_count, load_model
 
 models_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
@@ -27,6 +28,7 @@ def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
         ("model", info.model_id),
         *([("revision", info.revision)] if info.revision else []),
         ("architecture", info.architecture),
+        *[("mixer", line) for line in mixer_facts(model)],
         ("parameters", f"{info.n_parameters:,} ({human_count(info.n_parameters)})"),
         ("size", f"{info.n_parameters * 4 / 2**20:.1f} MiB in fp32"),
         ("context length", f"{info.context_length:,} bp" if info.context_length else "not stated by the checkpoint"),

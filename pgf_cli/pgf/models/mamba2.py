@@ -1,0 +1,182 @@
+"""The Mamba-2 (SSD) mixer as a tile function, with mamba_ssm's `Mamba2` parameter names.
+
+Per tile (b, T, d_model), from the carried `Mamba2State`:
+
+    in_proj(u) -> z0 (d_mlp) | x0 (d_mlp) | z (d_ssm) | xBC (d_ssm + 2·G·N) | dt (H)
+    xBC = silu(causal depthwise conv(xBC)) -> x (d_ssm), B (G·N), C (G·N)
+    dt = clamp(softplus(dt + dt_bias), dt_limit);  A = -exp(A_log)      (per head, fp32 or wider)
+    S_t = exp(dt_t A_h) S_{t-1} + dt_t x_t B_tᵀ;  y_t = S_t C_t + D_h x_t (head h reads group h // (H/G))
+    y = w ⊙ RMSNorm_per_group(y ⊙ silu(z))   (norm_before_gate: w ⊙ RMSNorm_per_group(y) ⊙ silu(z);
+                                              rmsnorm false: y ⊙ silu(z))
+    out = out_proj(cat(silu(z0) ⊙ x0, y))    (the first part only when d_mlp = d_inner - d_ssm > 0)
+
+The scan runs through `pgf_kernels.ssd_scan` and the conv through `pgf_kernels.causal_conv1d`;
+everything else is differentiable torch, so the adjoint engine recomputes a tile under autograd
+(`MixerDefaults`: no residual; on CPU the chunked SSD scan keeps none either).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pgf.engine.protocol import Backend, MixerDefaults
+from pgf.models.mamba import MambaMixer
+from pgf_kernels import causal_conv1d, ssd_scan
+
+
+class Mamba2State(NamedTuple):
+    """What a Mamba-2 mixer carries from one tile to the next (the engine's ScanState)."""
+
+    conv: torch.Tensor  # (b, conv_dim, d_conv - 1): the last conv inputs before the tile
+    ssm: torch.Tensor  # (b, H, P, N): the scan state, fp32 (or fp64)
+
+
+def work_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype of the mixer's fp32 parts (dt, A, the gated norm): t's, at least fp32."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+class GatedRMSNorm(nn.Module):
+    """`norm.weight` of a Mamba-2 mixer: RMSNorm over each group of `group_size` channels, gated by silu(z)."""
+
+    def __init__(self, width: int, group_size: int, eps: float = 1e-5, norm_before_gate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.group_size, self.eps, self.norm_before_gate = group_size, eps, norm_before_gate
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """(…, width) in the work dtype -> normalised and gated, same dtype."""
+        gate = F.silu(z)
+        if not self.norm_before_gate:
+            y = y * gate
+        groups = y.unflatten(-1, (-1, self.group_size))
+        normed = (groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2)
+        normed = normed * self.weight.to(normed.dtype)
+        return normed * gate if self.norm_before_gate else normed
+
+
+class Mamba2Mixer(MixerDefaults, nn.Module):
+    """One causal Mamba-2 mixer: (b, L, d_model) -> (b, L, d_model); a `pgf.engine.Mixer`."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 128,
+        d_conv: int = 4,
+        expand: float = 2,
+        headdim: int = 64,
+        d_ssm: int | None = None,
+        ngroups: int = 1,
+        rmsnorm: bool = True,
+        norm_before_gate: bool = False,
+        dt_limit: tuple[float, float] = (0.0, math.inf),
+        bias: bool = False,
+        conv_bias: bool = True,
+        D_has_hdim: bool = False,
+        norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = int(expand * d_model)
+        self.d_ssm = self.d_inner if d_ssm is None else int(d_ssm)
+        self.d_mlp = self.d_inner - self.d_ssm
+        self.headdim, self.ngroups = headdim, ngroups
+        if self.d_mlp < 0 or self.d_ssm % headdim:
+            raise ValueError(f"d_ssm {self.d_ssm} must be a multiple of headdim {headdim} and at most "
+                             f"expand·d_model = {self.d_inner}")
+        self.nheads = self.d_ssm // headdim
+        if ngroups < 1 or self.nheads % ngroups:
+            raise ValueError(f"ngroups {ngroups} must divide the number of heads ({self.nheads})")
+        self.rmsnorm, self.norm_before_gate, self.D_has_hdim = rmsnorm, norm_before_gate, D_has_hdim
+        self.dt_limit = (float(dt_limit[0]), float(dt_limit[1]))
+        self.conv_dim = self.d_ssm + 2 * ngroups * d_state
+        H = self.nheads
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * ngroups * d_state + H, bias=bias)
+        self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, kernel_size=d_conv, groups=self.conv_dim,
+                                padding=d_conv - 1, bias=conv_bias)
+        self.dt_bias = nn.Parameter(torch.empty(H))
+        self.A_log = nn.Parameter(torch.empty(H))
+        self.D = nn.Parameter(torch.empty(self.d_ssm if D_has_hdim else H))
+        if rmsnorm:
+            self.norm = GatedRMSNorm(self.d_ssm, self.d_ssm // ngroups, norm_eps, norm_before_gate)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        self.reset_ssm_parameters()
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4) -> None:
+        """The usual Mamba-2 initialisation: A uniform in [1, 16] per head, D = 1, dt log-uniform."""
+        H = self.nheads
+        self.A_log.copy_(torch.log(torch.empty(H).uniform_(1, 16)))
+        self.D.fill_(1.0)
+        dt = torch.exp(torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
+        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+
+    def facts(self) -> str:
+        """One line for `pgf models show`."""
+        groups = f"{self.ngroups} group{'s' if self.ngroups > 1 else ''}"
+        mlp = f", d_mlp {self.d_mlp}" if self.d_mlp else ""
+        return f"Mamba-2 (SSD): {self.nheads} heads × {self.headdim}, state {self.d_state}, {groups}{mlp}"
+
+    def zero_state(self, batch: int, like: torch.Tensor) -> Mamba2State:
+        """The state before the first position (zero conv tail, zero scan state)."""
+        return Mamba2State(
+            conv=like.new_zeros(batch, self.conv_dim, self.d_conv - 1),
+            ssm=torch.zeros(batch, self.nheads, self.headdim, self.d_state, dtype=work_dtype(like), device=like.device),
+        )
+
+    def _conv_tail(self, xBC: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+        """The conv state after the tile: its last d_conv - 1 inputs (a copy, not a view)."""
+        K1 = self.d_conv - 1
+        recent = torch.cat([tail.to(xBC.dtype), xBC[:, max(0, xBC.shape[1] - K1):].transpose(1, 2)], dim=2)
+        return recent[..., recent.shape[2] - K1:].clone()
+
+    def forward_tile(self, u: torch.Tensor, state: Mamba2State, backend: Backend = None) -> tuple[torch.Tensor, Mamba2State]:
+        """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
+        state = Mamba2State(*state)
+        b, T, _ = u.shape
+        H, P, G, N = self.nheads, self.headdim, self.ngroups, self.d_state
+        z0, x0, z, xBC, dt = torch.split(self.in_proj(u), [self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, H], dim=-1)
+        conv_state = self._conv_tail(xBC, state.conv)
+        xBC = causal_conv1d(xBC, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)
+        x, B, C = torch.split(xBC, [self.d_ssm, G * N, G * N], dim=-1)
+        work = work_dtype(u)
+        dt = F.softplus(dt.to(work) + self.dt_bias.to(work))
+        if self.dt_limit != (0.0, math.inf):
+            dt = dt.clamp(min=self.dt_limit[0], max=self.dt_limit[1])
+        A = -torch.exp(self.A_log.to(work))
+        x_heads = x.reshape(b, T, H, P)
+        y, ssm_state = ssd_scan(x_heads, dt, A, B.reshape(b, T, G, N), C.reshape(b, T, G, N),
+                                None if self.D_has_hdim else self.D.to(work), h0=state.ssm, backend=backend)
+        y = y.to(work)
+        if self.D_has_hdim:
+            y = y + x_heads.to(work) * self.D.to(work).reshape(H, P)
+        y = y.reshape(b, T, self.d_ssm)
+        y = self.norm(y, z.to(work)) if self.rmsnorm else y * F.silu(z.to(work))
+        if self.d_mlp:
+            y = torch.cat([F.silu(z0.to(work)) * x0.to(work), y], dim=-1)
+        return self.out_proj(y.to(u.dtype)), Mamba2State(conv=conv_state, ssm=ssm_state)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Whole sequence (b, L, d_model) from the zero state."""
+        return self.forward_tile(u, self.zero_state(u.shape[0], u))[0]
+
+
+def mixer_facts(model: nn.Module) -> list[str]:
+    """One line per distinct kind of sequence mixer in `model` (Mamba-1 or Mamba-2), for `pgf models show`."""
+    lines: list[str] = []
+    for module in model.modules():
+        if isinstance(module, Mamba2Mixer):
+            line = module.facts()
+        elif isinstance(module, MambaMixer):
+            line = (f"Mamba-1: {module.d_inner} channels, state {module.d_state}, dt rank {module.dt_rank}, "
+                    f"conv {module.d_conv}")
+        else:
+            continue
+        if line not in lines:
+            lines.append(line)
+    return lines

@@ -1,0 +1,85 @@
+"""The tiled engine's gradient (adjoint) and tangent equal plain autograd / jvp on Mamba-2 models, at
+fp64, with lengths and tiles that divide neither each other nor the SSD scan's chunk (64)."""
+
+import pytest
+import torch
+from torch.func import jvp
+
+import pgf
+from helpers import native_mamba2_checkpoint, onehot
+from pgf.engine.autograd import AutogradEngine
+from pgf.engine.protocol import is_causal
+from pgf.engine.tiled_engine import TiledEngine
+from pgf.models.registry import load_model
+from pgf.models.targets import parse_target
+from pgf.workflows.effect import output_function
+
+
+@pytest.fixture(scope="module")
+def bidirectional():
+    return load_model("random-test-mamba2", dtype=torch.float64).model
+
+
+@pytest.fixture(scope="module")
+def causal(tmp_path_factory):
+    """A mamba_ssm LM with Mamba-2 layers and GatedMLPs (the MLP folded into the next layer's maps)."""
+    directory, _, _ = native_mamba2_checkpoint(tmp_path_factory.mktemp("native"), d_intermediate=40)
+    return load_model(str(directory), dtype=torch.float64).model
+
+
+def relative(got, expected):
+    return float((got - expected).abs().max() / expected.abs().max())
+
+
+@pytest.mark.parametrize("target, tile", [("loglik", 37), ("position:5100:T", 97), ("sum:G", 37), ("loglik", 97)])
+def test_random_test_mamba2_gradient_fp64(bidirectional, target, tile):
+    x = onehot(163)
+    readout = parse_target(target, bidirectional).readout([5000])
+    expected = AutogradEngine().gradient(bidirectional, x, readout)
+    got = TiledEngine(tile=tile).gradient(bidirectional, x, readout)
+    assert expected.gradient.abs().max() > 0
+    assert relative(got.gradient, expected.gradient) <= 1e-10
+    assert relative(got.target_value, expected.target_value) <= 1e-10
+
+
+def test_api_gradients_engines_agree(bidirectional):
+    x = onehot(90, seed=3)
+    reference = pgf.gradients(bidirectional, x, engine="autograd")
+    tiled = pgf.gradients(bidirectional, x, engine="pgf", tile=41)
+    assert relative(tiled.gradient, reference.gradient) <= 1e-10
+
+
+def test_causal_lm_with_gated_mlp_gradient_fp64(causal):
+    assert is_causal(causal.tiled_layers())
+    x = onehot(163, seed=1)
+    readout = parse_target("loglik", causal).readout([0])
+    expected = AutogradEngine().gradient(causal, x, readout)
+    got = TiledEngine(tile=37).gradient(causal, x, readout)
+    assert relative(got.gradient, expected.gradient) <= 1e-10
+    assert relative(got.target_value, expected.target_value) <= 1e-10
+
+
+@pytest.mark.parametrize("which", ["bidirectional", "causal"])
+def test_tangent_equals_jvp_fp64(which, request):
+    model = request.getfixturevalue(which)
+    output, _, _ = output_function(model)
+    L = 71
+    x = onehot(L, seed=2)
+    direction = torch.randn(1, 1, L, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    primal, tangent = TiledEngine(tile=23).tangent(model, x, direction, output)
+    expected_primal, expected_tangent = jvp(lambda z: output(model(z), x, 0), (x,), (direction[0],))
+    assert relative(primal, expected_primal.detach()) <= 1e-10
+    assert relative(tangent[0], expected_tangent.detach()) <= 1e-10
+
+
+@pytest.mark.slow
+def test_triton_kernels_give_the_same_gradient():
+    """The SSD Triton kernels inside the tiled engine (interpreted on CPU, ~15 s; compiled on CUDA)."""
+    pytest.importorskip("triton")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model("random-test-mamba2").model
+    x = onehot(40, dtype=torch.float32)
+    readout = parse_target("loglik", model).readout([0])
+    expected = AutogradEngine("cpu").gradient(model, x, readout).gradient
+    got = TiledEngine(tile=17, backend="triton").gradient(model.to(device), x.to(device), readout).gradient
+    assert relative(got.cpu(), expected) <= 1e-5
