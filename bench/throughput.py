@@ -134,6 +134,10 @@ def build_model(name: str, caduceus_config: str = "small"):
                 if pname.endswith("conv1d.weight"):
                     parameter.mul_(2.0)
         return model.eval().requires_grad_(False)
+    if name == "plantcad2-small":
+        from bench.mamba2_model import build_plantcad2_small
+
+        return build_plantcad2_small().eval().requires_grad_(False)
     raise ValueError(name)
 
 
