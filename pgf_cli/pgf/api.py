@@ -43,8 +43,8 @@ __all__ = ["effects", "expected_gradients", "gradients", "integrated_gradients",
 
 def load_model(spec: str = "builtin", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                vocab: str | None = None) -> SequenceModel:
-    """The model `spec` ('builtin', 'random-test' or a checkpoint directory) in eval mode;
-    its identity (id, checksum, ...) is `model.pgf_info`."""
+    """The model `spec` ('builtin', 'random-test', a checkpoint directory or a Hugging Face Hub id
+    'ORG/NAME[@REVISION]') in eval mode; its identity (id, checksum, ...) is `model.pgf_info`."""
     loaded = _load_model(spec, device=device, dtype=dtype, vocab=vocab)
     loaded.model.pgf_info = loaded.info
     return loaded.model
