@@ -3,9 +3,11 @@
 Both scans carry the inner width of a PlantCAD2-Small-shaped mixer (d_model 768, expand 2: 1,536
 channels): SSD with 24 heads of 64, state 128, 1 group (mamba_ssm's Mamba2 defaults; PlantCAD2's
 own d_state and headdim are not confirmed), Mamba-1 with 1,536 channels of state 16. For each
-length, each scan runs its forward (no grad) and its VJP (forward under autograd + backward, as
-the adjoint engine's tile recompute does for the SSD's "cpu" backend, or the saving forward + VJP
-kernels for Mamba-1's "cpu" backend), on the CPU backends, fp32, batch 1. Counted work per
+length, each scan runs over the sequence in tiles of 2,048 positions carrying its state, as the
+engines call it: its forward (no grad) and its VJP (forward under autograd + backward, as the
+adjoint engine's tile recompute does for the SSD's "cpu" backend, or the saving forward + VJP
+kernels for Mamba-1's "cpu" backend), on the CPU backends, fp32, batch 1. Run it on a quiet
+machine: another process using the cores slows the matmul-bound SSD several-fold. Counted work per
 position (multiply-add = 2): SSD chunked (chunk T) = 2 T (G N + H P) + 6 H P N (within-chunk C·Bᵀ
 and its product with dt·x; the state in, out and its readout); Mamba-1 = 6 E N. The fraction is
 that work over the calibrated fp32 matmul rate (bench.throughput.calibrate) and the seconds.
@@ -29,6 +31,7 @@ import torch
 
 H, P, N, G, CHUNK = 24, 64, 128, 1, 64
 E, N1 = H * P, 16
+TILE = 2048
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu-2core-ssd-scan.json"
 
 
@@ -51,27 +54,26 @@ def mamba1_inputs(length: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 def run(scan: str, mode: str, length: int) -> float:
-    """Seconds of one call (after a short warm-up)."""
+    """Seconds of one pass over `length` positions in tiles of TILE, the state carried."""
     from pgf_kernels import selective_scan_saving, selective_scan_vjp, ssd_scan, ssd_scan_vjp
 
-    if scan == "ssd":
-        x, dt, A, B, C, D = ssd_inputs(length)
-
-        def call():
-            if mode == "forward":
-                with torch.no_grad():
-                    ssd_scan(x, dt, A, B, C, D, backend="cpu", chunk=CHUNK)
-            else:
-                ssd_scan_vjp(None, x, dt, A, B, C, D, torch.ones_like(x), None, backend="cpu", chunk=CHUNK)
-    else:
-        x, delta, A, B, C, D, z = mamba1_inputs(length)
-
-        def call():
-            y, _, residual = selective_scan_saving(x, delta, A, B, C, D, z, backend="cpu")
+    inputs = ssd_inputs(length) if scan == "ssd" else mamba1_inputs(length)
+    began = time.perf_counter()
+    state = None
+    for start in range(0, length, TILE):
+        tile = [t[:, start:start + TILE] if t.dim() > 1 and t.shape[1] == length else t for t in inputs]
+        if scan == "ssd":
+            x, dt, A, B, C, D = tile
+            with torch.no_grad():
+                y, after = ssd_scan(x, dt, A, B, C, D, state, backend="cpu", chunk=CHUNK)
+            if mode == "vjp":
+                ssd_scan_vjp(None, x, dt, A, B, C, D, torch.ones_like(x), None, h0=state, backend="cpu", chunk=CHUNK)
+        else:
+            x, delta, A, B, C, D, z = tile
+            y, after, residual = selective_scan_saving(x, delta, A, B, C, D, z, h0=state, backend="cpu")
             if mode == "vjp":
                 selective_scan_vjp(residual, x, delta, A, B, C, D, z, torch.ones_like(y), None)
-    began = time.perf_counter()
-    call()
+        state = after
     return time.perf_counter() - began
 
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         "environment": {"pgf": pgf.__version__, "torch": torch.__version__, "python": platform.python_version(),
                         "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                         "git_commit": git_commit(), "command": " ".join(["python -m bench.ssd_scan", *(argv or sys.argv[1:])]),
-                        "ssd": {"heads": H, "headdim": P, "d_state": N, "groups": G, "chunk": CHUNK, "backend": "cpu"},
+                        "ssd": {"heads": H, "headdim": P, "d_state": N, "groups": G, "chunk": CHUNK, "backend": "cpu"}, "tile": TILE,
                         "mamba1": {"channels": E, "d_state": N1, "backend": "cpu"}, "precision": "fp32", "batch": 1},
         "calibration": calibration,
         "records": records,
