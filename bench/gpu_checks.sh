@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of pgf in one prepared run (CUDA machine; see bench/results/README.md):
-#   1. the Triton kernel tests compiled on the GPU (tests/test_kernels_triton.py)
+#   1. the Triton kernel tests compiled on the GPU (the `triton` tests of tests/test_kernels_{scan,conv,ssd}.py:
+#      the selective scan, the causal conv, the Mamba-2 SSD scan)
 #   2. bench/kernel_scan.py (Triton vs reference scan, times, bandwidth, peak memory)
 #   3. the README sample job on the GPU with --kernels triton vs reference, and `pgf check`
 #   4. the rest of the test suite with CUDA visible
@@ -45,7 +46,8 @@ command -v pgf | tee -a "$log"
 step "triton kernel tests on the GPU"  # 42 s on an H200
 t=$(limit 90)
 if ((t > 0)); then
-    timeout $t $PY -m pytest tests/test_kernels_triton.py -q -n 8 -p no:cacheprovider -p no:benchmark >"$OUT/triton_tests.log" 2>&1
+    timeout $t $PY -m pytest tests/test_kernels_scan.py tests/test_kernels_conv.py tests/test_kernels_ssd.py -k triton \
+        -q -n 8 -p no:cacheprovider -p no:benchmark >"$OUT/triton_tests.log" 2>&1
     echo "rc=$?" | tee -a "$log"; tail -15 "$OUT/triton_tests.log" | tee -a "$log"
 else skip $t; fi
 
@@ -79,13 +81,18 @@ t=$(limit 40)
 if ((t > 0)); then
     timeout $t pgf check sample_data/genome.fa --region chr1:99,578-139,116 --kernels triton 2>&1 | tail -6 | tee -a "$log"
 else skip $t; fi
+t=$(limit 40)  # the Mamba-2 (SSD) mixer's Triton kernels inside a model, against autograd
+if ((t > 0)); then
+    timeout $t pgf check sample_data/genome.fa --region chr1:99,578-109,577 --model random-test-mamba2 --kernels triton 2>&1 \
+        | tail -6 | tee -a "$log"
+else skip $t; fi
 
 step "rest of the test suite with CUDA visible"  # 31 s of tests, ~45 s in all
 # one thread per worker: 8 workers of 16 threads each crawled (14% in 100 s); so, 31 s in all
 t=$(limit 100)
 if ((t > 0)); then
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 timeout $t $PY -m pytest -q -n 14 -p no:cacheprovider -p no:benchmark -rf \
-        --ignore=tests/test_kernels_triton.py >"$OUT/suite.log" 2>&1
+        -k "not triton" >"$OUT/suite.log" 2>&1
     echo "rc=$?" | tee -a "$log"; tail -8 "$OUT/suite.log" | tee -a "$log"
 else skip $t; fi
 
