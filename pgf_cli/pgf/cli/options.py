@@ -67,7 +67,9 @@ FastaArgument = Annotated[
 ModelOption = Annotated[
     str,
     typer.Option(
-        "--model", "-m", metavar="MODEL", help="'builtin', 'random-test' (untrained, for smoke tests) or a checkpoint directory."
+        "--model", "-m", metavar="MODEL",
+        help="'builtin', a checkpoint directory, a Hugging Face Hub id ORG/NAME[@REVISION] (known ones: pgf models "
+             "list), or 'random-test' / 'random-test-mamba2' (untrained, for smoke tests).",
     ),
 ]
 TargetOption = Annotated[Optional[str], typer.Option("--target", "-t", metavar="TARGET", help=TARGET_HELP)]

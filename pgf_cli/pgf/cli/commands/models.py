@@ -43,7 +43,8 @@ def describe(spec: str, vocab: str | None = None) -> list[tuple[str, str]]:
 @models_app.command("show")
 def show(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="'builtin', 'random-test', a checkpoint directory or a Hub id ORG/NAME[@REVISION].")],
+    model: Annotated[str, typer.Argument(help="'builtin', 'random-test', 'random-test-mamba2', a checkpoint directory or a Hub id "
+                                                    "ORG/NAME[@REVISION].")],
     vocab: ShowVocabOption = None,
 ) -> None:
     """Print a model's architecture, size, context length, vocabulary and checksum."""
