@@ -12,7 +12,9 @@ runs through Python loops; on a CPU that is memory traffic, not arithmetic. Thes
 keep the state of a block of channels in cache and read each input once:
 
 * work split: `numba.prange` over (batch x blocks of `block` channels); inside, a sequential
-  loop over positions, channels of the block, then states (the innermost, contiguous loop).
+  loop over positions. The forward keeps a block's state state-major (N, block) and runs its
+  innermost loop over the block's channels (decay, update and readout vectorised, no horizontal
+  sum per channel); the adjoint and tangent loop over channels, then states.
 * forward: writes y, h_last and the state at every `chunk`-th position ("chunk starts",
   (b, ceil(L/chunk), E, N)); the adjoint recomputes states from them.
 * adjoint: chunks right to left; each chunk's states and decays are recomputed from its start
@@ -25,7 +27,7 @@ keep the state of a block of channels in cache and read each input once:
   may be absent (zero).
 
 Decays exp(delta A) (delta A <= 0; no division by a decay) and gates come from `cpu_exp.fast_exp`,
-an exp LLVM vectorises across the N states (libm's scalar exp would keep that loop scalar).
+an exp LLVM vectorises (libm's scalar exp would keep its loop scalar).
 States and sums are fp32, or fp64 for fp64 inputs (inputs are converted to that work dtype
 first). The kernels themselves are in `cpu_kernels`; compiled on first use and cached on disk
 (numba `cache=True`).
@@ -40,6 +42,9 @@ from pgf_kernels.cpu_common import alloc, numba, run_compiled, work_dtype
 from pgf_kernels.scan import cpu_kernels
 
 DEFAULT_CHUNK = 128  # positions between saved states (adjoint recompute length)
+# the forward's work items: its innermost loop runs over a block's channels (vectorised), so wider
+# blocks run faster (E 512, N 16, 2 cores: 0.61 G state updates/s with 16 channels, 0.78 G with 32)
+FORWARD_BLOCK = 32
 
 
 def _consts(work: torch.dtype):
@@ -71,10 +76,10 @@ def _check(x, delta, A, B, C, D, z, h0):
     return b, L, E, N
 
 
-def _block(b: int, E: int) -> int:
-    """Channels per work item: at most 16, small enough that every thread gets work."""
+def _block(b: int, E: int, largest: int = 16) -> int:
+    """Channels per work item: at most `largest`, small enough that every thread gets work."""
     threads = numba.get_num_threads()
-    block = 16
+    block = largest
     while block > 1 and b * (-(-E // block)) < threads:
         block //= 2
     return block
@@ -106,7 +111,7 @@ def scan_forward(x, delta, A, B, C, D=None, z=None, h0=None, chunk: int | None =
     run_compiled(
         cpu_kernels.forward_kernel,
         *(a for a, _ in arrays), Dn, has_D, zn, has_z, h0n, has_h0,
-        y.numpy(), h_last.numpy(), starts.numpy(), chunk, _block(b, E), *_consts(work),
+        y.numpy(), h_last.numpy(), starts.numpy(), chunk, _block(b, E, FORWARD_BLOCK), *_consts(work),
     )
     return y.to(x.dtype), h_last, starts
 

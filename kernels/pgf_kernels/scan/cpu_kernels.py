@@ -18,6 +18,8 @@ if available():
 
     @njit(parallel=True, fastmath=FASTMATH, cache=True)
     def forward_kernel(x, dt, A, B, C, D, has_D, z, has_z, h0, has_h0, y, h_last, starts, chunk, block, zero, one):
+        # the state of a block is kept state-major, h[n, e]: the innermost loop runs over the block's
+        # channels, which LLVM vectorises (decay, update and readout) with no horizontal sum per channel
         b, L, E = x.shape
         N = A.shape[1]
         n_blocks = (E + block - 1) // block
@@ -25,38 +27,43 @@ if available():
             bi = job // n_blocks
             e0 = (job % n_blocks) * block
             e1 = min(E, e0 + block)
-            h = np.zeros((e1 - e0, N), dtype=h_last.dtype)
-            gate = np.empty(e1 - e0, dtype=h_last.dtype)
-            if has_h0:
-                for e in range(e0, e1):
-                    for n in range(N):
-                        h[e - e0, n] = h0[bi, e, n]
+            nb = e1 - e0
+            h = np.zeros((N, nb), dtype=h_last.dtype)
+            At = np.empty((N, nb), dtype=h_last.dtype)
+            d = np.empty(nb, dtype=h_last.dtype)
+            u = np.empty(nb, dtype=h_last.dtype)
+            acc = np.empty(nb, dtype=h_last.dtype)
+            for n in range(N):
+                for k in range(nb):
+                    At[n, k] = A[e0 + k, n]
+                    if has_h0:
+                        h[n, k] = h0[bi, e0 + k, n]
             for t in range(L):
                 if t % chunk == 0:
                     c = t // chunk
-                    for e in range(e0, e1):
+                    for k in range(nb):
                         for n in range(N):
-                            starts[bi, c, e, n] = h[e - e0, n]
-                for e in range(e0, e1):
-                    d = dt[bi, t, e]
-                    xv = x[bi, t, e]
-                    u = d * xv
-                    acc = zero
-                    for n in range(N):
-                        hv = fast_exp(d * A[e, n]) * h[e - e0, n] + u * B[bi, t, n]
-                        h[e - e0, n] = hv
-                        acc += C[bi, t, n] * hv
-                    if has_D:
-                        acc += D[e] * xv
-                    y[bi, t, e] = acc
-                if has_z:  # the gate in its own loop over channels, which LLVM vectorises
-                    for e in range(e0, e1):
-                        gate[e - e0] = z[bi, t, e] / (one + fast_exp(-z[bi, t, e]))
-                    for e in range(e0, e1):
-                        y[bi, t, e] *= gate[e - e0]
-            for e in range(e0, e1):
+                            starts[bi, c, e0 + k, n] = h[n, k]
+                for k in range(nb):
+                    d[k] = dt[bi, t, e0 + k]
+                    u[k] = d[k] * x[bi, t, e0 + k]
+                    acc[k] = D[e0 + k] * x[bi, t, e0 + k] if has_D else zero
                 for n in range(N):
-                    h_last[bi, e, n] = h[e - e0, n]
+                    bn = B[bi, t, n]
+                    cn = C[bi, t, n]
+                    for k in range(nb):
+                        hv = fast_exp(d[k] * At[n, k]) * h[n, k] + u[k] * bn
+                        h[n, k] = hv
+                        acc[k] += cn * hv
+                if has_z:
+                    for k in range(nb):
+                        zv = z[bi, t, e0 + k]
+                        acc[k] *= zv / (one + fast_exp(-zv))
+                for k in range(nb):
+                    y[bi, t, e0 + k] = acc[k]
+            for k in range(nb):
+                for n in range(N):
+                    h_last[bi, e0 + k, n] = h[n, k]
 
     @njit(parallel=True, fastmath=FASTMATH, cache=True)
     def backward_kernel(

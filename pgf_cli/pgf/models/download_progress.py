@@ -2,7 +2,9 @@
 
 huggingface_hub reports a download through tqdm objects (files fetched, bytes transferred);
 `RichDownloadBar` is a tqdm that keeps tqdm's counting and draws each bar as a task of one
-shared rich `Progress` on stderr instead of printing tqdm's text. Nothing is drawn where stderr
+shared rich `Progress` on stderr instead of printing tqdm's text. huggingface_hub ≥ 1.1 reports
+the bytes of every file through it too; older versions, only the files fetched (their per-file
+byte bars stay their own). Nothing is drawn where stderr
 is not a terminal (a log, a pipe) or when `HF_HUB_DISABLE_PROGRESS_BARS` is set.
 """
 
