@@ -81,24 +81,29 @@ class HFMambaBlock(nn.Module):
 
 
 class HFMambaBackbone(nn.Module):
-    def __init__(self, config: HFMambaConfig):
+    """Embeddings, `block_type(config)` layers and norm_f (a Mamba-1 or Mamba-2 block)."""
+
+    def __init__(self, config, block_type: type[nn.Module]):
         super().__init__()
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(HFMambaBlock(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(block_type(config) for _ in range(config.num_hidden_layers))
         self.norm_f = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
 
 
 class HFMambaLM(SequenceModel):
-    """Causal Mamba language model on one-hot DNA: outputs {"logits": (b, L, vocab)}."""
+    """Causal Mamba language model on one-hot DNA: outputs {"logits": (b, L, vocab)}.
+
+    Subclasses change `block_type` (transformers' Mamba2ForCausalLM has the same layout)."""
 
     lm_kind = "causal"
     default_target = "loglik"
+    block_type: type[nn.Module] = HFMambaBlock
 
     def __init__(self, config: HFMambaConfig, vocabulary: DnaVocabulary):
         super().__init__()
         self.config = config
         self.vocabulary = vocabulary
-        self.backbone = HFMambaBackbone(config)
+        self.backbone = HFMambaBackbone(config, self.block_type)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.backbone.embeddings.weight

@@ -19,16 +19,15 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from pgf.engine.protocol import Scan, TiledLayer
 from pgf.errors import ModelError
-from pgf.models.base import SequenceModel
 from pgf.models.checkpoint import load_state_strictly, read_weights
+from pgf.models.hf_mamba import HFMambaLM
 from pgf.models.mamba2 import Mamba2Mixer
 from pgf.models.mamba_ssm_lm import dt_limit, to_residual
-from pgf.models.tokens import DnaVocabulary, resolve_vocabulary
+from pgf.models.tokens import resolve_vocabulary
 from pgf.models.types import Checkpoint, register_model_type
 
 MODEL_TYPE = "mamba2"
@@ -93,45 +92,11 @@ class HFMamba2Block(nn.Module):
                           skip=to_residual(self.residual_in_fp32))
 
 
-class HFMamba2Backbone(nn.Module):
-    def __init__(self, config: HFMamba2Config):
-        super().__init__()
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(HFMamba2Block(config) for _ in range(config.num_hidden_layers))
-        self.norm_f = nn.RMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+class HFMamba2LM(HFMambaLM):
+    """Causal Mamba-2 language model on one-hot DNA: outputs {"logits": (b, L, vocab)}; the layout of
+    `HFMambaLM` with Mamba-2 blocks."""
 
-
-class HFMamba2LM(SequenceModel):
-    """Causal Mamba-2 language model on one-hot DNA: outputs {"logits": (b, L, vocab)}."""
-
-    lm_kind = "causal"
-    default_target = "loglik"
-
-    def __init__(self, config: HFMamba2Config, vocabulary: DnaVocabulary):
-        super().__init__()
-        self.config = config
-        self.vocabulary = vocabulary
-        self.backbone = HFMamba2Backbone(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.backbone.embeddings.weight
-        names = [str(i) for i in range(config.vocab_size)]
-        for base, token in zip("ACGT", vocabulary.base_ids):
-            names[token] = base
-        self.output_channels = {"logits": names}
-
-    def tied_parameter_names(self) -> dict[str, str]:
-        return {"lm_head.weight": "backbone.embeddings.weight"} if self.config.tie_word_embeddings else {}
-
-    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
-        return self.vocabulary.embed(onehot, self.backbone.embeddings.weight)
-
-    def tiled_layers(self) -> list[TiledLayer]:
-        return [layer.tiled() for layer in self.backbone.layers]
-
-    def head(self, stream: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self.backbone.norm_f(stream.to(self.backbone.norm_f.weight.dtype))
-        return {"logits": self.lm_head(hidden)}
+    block_type = HFMamba2Block
 
 
 @register_model_type(MODEL_TYPE)
