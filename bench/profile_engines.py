@@ -12,11 +12,11 @@ reported as
 and every engine's wall time as a multiple of the forward's. The profiler adds overhead, so
 phase and op seconds are read as shares of their own profiled total, not next to wall times.
 
-    python -m bench.profile_engines [--model builtin|caduceus-ps] [--caduceus-config small|large]
+    python -m bench.profile_engines [--model builtin|caduceus-ps|plantcad2-small] [--caduceus-config small|large]
                                     [--length 131072] [--kernels cpu] [--top 12] [--out FILE]
 
 Writes bench/results/cpu-2core-profile.json for the built-in model, and
-bench/results/cpu-2core-profile-<model>-<config>-<length>.json for Caduceus (and --out).
+bench/results/cpu-2core-profile-<model>[-<config>]-<length>.json for the others (and --out).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "cpu-2core-profile.json"
 ENGINES = ("forward", "gradient", "tangent16", "autograd")
 # op family -> substrings of profiler keys (first match wins, in this order)
 FAMILIES = {
-    "scan": ("pgf_kernels::scan", "ScanFunction", "selective_scan"),
+    "scan": ("pgf_kernels::scan", "ScanFunction", "selective_scan", "pgf_kernels::ssd", "ssd_scan"),
     "conv": ("pgf_kernels::conv", "causal_conv", "ConvFunction"),
     "projections": ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"),
     "norms": ("rms_norm", "aten::rsqrt", "aten::pow", "aten::mean"),
@@ -90,7 +90,7 @@ def profile_engine(model, engine: str, length: int, top: int, backend: str | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="builtin", choices=("builtin", "caduceus-ps"))
+    parser.add_argument("--model", default="builtin", choices=("builtin", "caduceus-ps", "plantcad2-small"))
     parser.add_argument("--caduceus-config", default="large", choices=("small", "large"))
     parser.add_argument("--length", type=int, default=131072)
     parser.add_argument("--kernels", default="cpu")
@@ -121,8 +121,8 @@ def main() -> None:
     }
     text = json.dumps(result, indent=1)
     if not args.no_save:
-        path = RESULTS if args.model == "builtin" else RESULTS.with_name(
-            f"cpu-2core-profile-{args.model}-{args.caduceus_config}-{args.length}.json")
+        label = {"builtin": None, "caduceus-ps": f"caduceus-ps-{args.caduceus_config}"}.get(args.model, args.model)
+        path = RESULTS if label is None else RESULTS.with_name(f"cpu-2core-profile-{label}-{args.length}.json")
         path.write_text(text + "\n")
     if args.out:
         Path(args.out).write_text(text + "\n")

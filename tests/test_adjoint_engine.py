@@ -104,3 +104,22 @@ def test_compiled_kernels_pull_back_without_rerunning_the_scans(kind, target, mo
     n_scans = sum(len(layer.scans) for layer in model.tiled_layers())
     assert len(counts) == n_scans * -(-L // tile)
     assert error < 1e-10
+
+
+def test_triton_kernels_pull_back_without_rerunning_the_scans(monkeypatch):
+    """As with the CPU kernels, the Triton scan keeps its chunk states in the forward pass and the
+    reverse pass runs its adjoint kernel from them (on a GPU too: residuals are kept on every
+    device): the forward kernel runs once per tile and scan, and the gradient equals autograd's."""
+    from pgf_kernels.scan import triton as scan_triton
+
+    model = build("caduceus-ps").double()
+    L, tile = 70, 32
+    counts = []
+    real = scan_triton.scan_forward
+    monkeypatch.setattr(scan_triton, "scan_forward", lambda *a, **k: counts.append(1) or real(*a, **k))
+    x, readout = onehot(L, dtype=torch.float64), parse_target("loglik", model).readout([0])
+    got = TiledEngine(tile=tile, backend="triton").gradient(model, x, readout).gradient
+    n_scans = sum(len(layer.scans) for layer in model.tiled_layers())
+    assert len(counts) == n_scans * -(-L // tile)
+    truth = AutogradEngine("reference").gradient(model, x, readout).gradient
+    assert float((got - truth).abs().max() / truth.abs().max()) < 1e-10

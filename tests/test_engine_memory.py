@@ -54,6 +54,14 @@ class HostCopy:
     def __getitem__(self, index) -> torch.Tensor:
         return torch.from_numpy(self.array)[index]
 
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self.array.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.from_numpy(self.array[:0]).dtype
+
 
 class HostOffload(adjoint.Offload):
     """Offloading as on a GPU: layer inputs and tile-start states on host."""

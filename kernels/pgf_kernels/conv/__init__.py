@@ -1,5 +1,6 @@
 """The causal depthwise conv1d + SiLU with carried inputs: `reference` (PyTorch), `cpu` (numba),
-and the op `causal_conv1d` choosing between them (`ops`)."""
+`triton` (+ `triton_kernels`: the Triton kernels, CUDA or Triton's interpreter), and the op
+`causal_conv1d` choosing between them (`ops`)."""
 
 from pgf_kernels.conv.ops import causal_conv1d, conv_backend
 from pgf_kernels.conv.reference import causal_conv1d_ref

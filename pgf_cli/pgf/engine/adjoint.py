@@ -1,9 +1,10 @@
 """The adjoint sweep: exact d f / d onehot in memory bounded by the tile.
 
 Forward pass: the stream entering every layer is kept (L x width per layer; on
-host memory with offload), and every scan's carried state at the start of
-every tile; on CPU also each scan tile's residual (the compiled scan's chunk
-states, see `_ResidualRecorder`). Reverse pass, last layer first: the cotangent of the
+host memory with offload), every scan's carried state at the start of every
+tile, and each scan tile's residual (the compiled kernels' chunk states, see
+`_ResidualRecorder`); where that does not fit, only every few layers' inputs,
+the others run forward again in the reverse pass (`keep_plan`). Reverse pass, last layer first: the cotangent of the
 layer's output is pulled back through its pointwise parts tile by tile and
 through each scan tile by tile against the scan's direction (right to left for
 causal scans, left to right for anti-causal ones), one tile at a time from its
@@ -22,6 +23,7 @@ from torch.profiler import record_function
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from pgf.engine.base import GradientResult
+from pgf.engine.keep_plan import KeepPlan, bytes_held, memory_budget, plan_for
 from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer
 from pgf.engine.streaming import layer_sweep
 from pgf.engine.tile_primitives import ProgressCounter, TileOutput, Tiles, frozen, map_tiles, sweep_order
@@ -73,25 +75,41 @@ def adjoint_gradient(
     offload: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
     backend: Backend = None,
+    segment: int | None = None,
 ) -> GradientResult:
     """d f / d onehot (b, L, 4) with f = readout summed over positions (and channels); the mixers'
-    tiles run the `backend` kernels."""
+    tiles run the `backend` kernels. `segment`: layers per recompute segment (`keep_plan`); None
+    chooses from the memory free at the start (every layer kept when they fit)."""
     batch = onehot.shape[0]
     layers = model.tiled_layers()
-    counter = ProgressCounter(progress, 2 * len(tiles) * sum(len(layer.scans) for layer in layers) + 2 * len(tiles))
+    scan_steps = len(tiles) * sum(len(layer.scans) for layer in layers)
+    counter = ProgressCounter(progress, 2 * scan_steps + 2 * len(tiles))
     store = Offload(offload)
+    kept: list[_Kept | None] = [None] * len(layers)
     # record_function labels name the phases in a torch.profiler trace (bench/profile_engines.py)
     with frozen(model), torch.no_grad():
-        # forward pass: keep each layer's input stream and every scan's tile-start states
+        # forward pass: keep each layer's input stream and every scan's tile-start states (all
+        # layers, or per the plan made from the first layer's footprint: keep_plan)
         with record_function("pgf::forward_pass"):
             stream = map_tiles(model.embed, onehot, tiles)
             store.decide(len(layers), stream)
-            inputs, starts, residuals = [], [], []
-            for layer in layers:
-                inputs.append(store.store(stream))
-                stream, layer_starts, layer_residuals = _layer_forward(layer, stream, tiles, store, counter, backend)
-                starts.append(layer_starts)
-                residuals.append(layer_residuals)
+            plan = None if segment is None else KeepPlan(len(layers), segment)
+            for index, layer in enumerate(layers):
+                if plan is None or plan.kept_whole(index):
+                    kept[index] = _Kept(store.store(stream), *_layer_forward(layer, stream, tiles, store, counter, backend))
+                    stream = kept[index].output
+                    kept[index].output = None
+                else:
+                    if plan.checkpoint(index):
+                        kept[index] = _Kept(store.store(stream))
+                    stream = layer_sweep(layer, stream, tiles, counter=counter, backend=backend)
+                if plan is None:
+                    first = kept[0]
+                    plan = plan_for(len(layers), bytes_held(first.input), bytes_held(first.input, first.starts, first.residuals),
+                                    memory_budget(onehot.device, store.active))
+                    if not plan.kept_whole(0):
+                        kept[0] = _Kept(kept[0].input)
+                    counter.total += len(tiles) * sum(len(layers[i].scans) for i in range(plan.recomputed_layers))
 
         # f and its cotangent at the last stream, tile by tile; each tile of the stream is
         # read once, so its cotangent overwrites it in place (and no other name may keep it:
@@ -107,33 +125,54 @@ def adjoint_gradient(
             values += contribution.detach().to(values.dtype)
             counter.step()
 
-        # reverse pass, last layer first; each layer's input is released once pulled back through
-        for layer in reversed(layers):
-            x = inputs.pop().to(onehot.device, non_blocking=True)
-            cotangent = _layer_backward(layer, x, cotangent, starts.pop(), residuals.pop(), tiles, counter, backend)
-            del x
+        # reverse pass, last segment first, each segment's layers last first; a segment not kept
+        # whole runs forward again from its checkpoint; each layer's input is released once pulled back
+        for span in reversed(plan.segments()):
+            if not plan.kept_whole(span.start):
+                with record_function("pgf::segment_forward"):
+                    stream = kept[span.start].input.to(onehot.device, non_blocking=True)
+                    for index in span:
+                        kept[index] = _Kept(store.store(stream),
+                                            *_layer_forward(layers[index], stream, tiles, store, counter, backend))
+                        stream = kept[index].output
+                        kept[index].output = None
+                    del stream
+            for index in reversed(span):
+                saved, kept[index] = kept[index], None
+                x = saved.input.to(onehot.device, non_blocking=True)
+                saved.input = None
+                cotangent = _layer_backward(layers[index], x, cotangent, saved.starts, saved.residuals, tiles,
+                                            counter, backend)
+                del x, saved
         gradient = pointwise_vjp(model.embed, onehot, cotangent, tiles)
         for _ in tiles:
             counter.step()
-    return GradientResult(gradient=gradient, target_value=values, offloaded=store.active)
+    return GradientResult(gradient=gradient, target_value=values, offloaded=store.active,
+                          recomputed_layers=plan.recomputed_layers)
+
+
+class _Kept:
+    """What the forward pass keeps of one layer: its input, and (kept whole) its output until the
+    next layer takes it, its scans' tile-start states and residuals."""
+
+    def __init__(self, input: object, output: torch.Tensor | None = None, starts: list | None = None,
+                 residuals: list | None = None):
+        self.input, self.output, self.starts, self.residuals = input, output, starts, residuals
 
 
 class _ResidualRecorder:
     """Runs a scan's tiles keeping their residuals (`Scan.tile_saving`), in sweep order, for the
-    reverse pass to pull back through without recomputing the scan. Kept on CPU only: they add a
-    quarter to a half of the layer inputs' memory (the compiled scan's chunk states, E N / 128 per
-    position), which host memory affords; on a GPU, where device memory bounds the length, the
-    tiles are recomputed (not yet measured there)."""
+    reverse pass to pull back through without recomputing the scan: on every device (the compiled
+    CPU and the Triton kernels both keep their chunk states, E N / chunk per position: a quarter to
+    a half of the layer inputs' memory, which `keep_plan` counts), offloaded with the layer inputs."""
 
-    def __init__(self, scan: Scan, keep: bool, n_tiles: int, backend: Backend):
-        self.scan, self.keep, self.reverse, self.n_tiles, self.backend = scan, keep, scan.reverse, n_tiles, backend
+    def __init__(self, scan: Scan, n_tiles: int, backend: Backend, store: Offload):
+        self.scan, self.reverse, self.n_tiles, self.backend, self.store = scan, scan.reverse, n_tiles, backend, store
         self.residuals: list[object] = []
         self.arenas: list[torch.Tensor | None] | None = None
 
     def tile(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
         """The scan's tile function, recording the tile's residual."""
-        if not self.keep:
-            return self.scan.tile(x_tile, state, self.backend)
         out, new_state, residual = self.scan.tile_saving(x_tile, state, self.backend)
         self.residuals.append(self._in_arena(residual))
         return out, new_state
@@ -144,8 +183,8 @@ class _ResidualRecorder:
         temporaries would fragment the heap (+30% of the gradient's own memory, measured)."""
         leaves, spec = tree_flatten(residual)
         if self.arenas is None:
-            self.arenas = [leaf.new_empty(self.n_tiles, leaf.numel()) if isinstance(leaf, torch.Tensor) else None
-                           for leaf in leaves]
+            self.arenas = [self.store.store(leaf.new_empty(self.n_tiles, leaf.numel()))
+                           if isinstance(leaf, torch.Tensor) else None for leaf in leaves]
         index = len(self.residuals)
         placed = []
         for leaf, arena in zip(leaves, self.arenas):
@@ -158,7 +197,7 @@ class _ResidualRecorder:
         return tree_unflatten(placed, spec)
 
     def by_tile(self, tiles: Tiles) -> Residuals:
-        return dict(zip(sweep_order(self.reverse, tiles), self.residuals)) if self.keep else {}
+        return dict(zip(sweep_order(self.reverse, tiles), self.residuals))
 
 
 def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offload, counter: ProgressCounter,
@@ -167,8 +206,7 @@ def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offl
     scan's residuals by tile (what its mixer keeps to be pulled back through without a recompute)."""
     layer_starts: list[StartStates] = [{} for _ in layer.scans]
     saved: dict[int, tuple[torch.Tensor, ...]] = {}
-    saving = [_ResidualRecorder(scan, keep=x.device.type == "cpu", n_tiles=len(tiles), backend=backend)
-              for scan in layer.scans]
+    saving = [_ResidualRecorder(scan, n_tiles=len(tiles), backend=backend, store=store) for scan in layer.scans]
 
     def keep(number: int, index: int, span: tuple[int, int], state: ScanState) -> None:
         if index == 0:

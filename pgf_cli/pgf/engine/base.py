@@ -20,6 +20,7 @@ class GradientResult:
     gradient: torch.Tensor  # (b, L, 4): d f / d onehot, same dtype as the input
     target_value: torch.Tensor  # (b,): f of each row
     offloaded: bool = False  # whether saved layer inputs went to host memory
+    recomputed_layers: int = 0  # layers run forward twice to fit memory (pgf.engine.keep_plan)
 
 
 class Engine(ABC):

@@ -39,14 +39,18 @@ def _group_progress(progress: Progress | None, index: int, count: int) -> Progre
 class TiledEngine(Engine):
     """Sweeps `tile` positions at a time; `offload` keeps saved layer inputs on host memory
     (True), never (False), or when they would take over half the free GPU memory (None);
-    the mixers run the `backend` kernels ("reference", "cpu", "triton", or "auto", which None means)."""
+    the mixers run the `backend` kernels ("reference", "cpu", "triton", or "auto", which None means);
+    `segment`: the gradient's layers per recompute segment (`pgf.engine.keep_plan`; None: chosen
+    from the free memory, every layer kept when they fit)."""
 
     name = "pgf"
 
-    def __init__(self, tile: int | None = None, offload: bool | None = None, backend: Backend = None):
+    def __init__(self, tile: int | None = None, offload: bool | None = None, backend: Backend = None,
+                 segment: int | None = None):
         self.tile = tile or DEFAULT_TILE
         self.offload = offload
         self.backend = backend
+        self.segment = segment
 
     def _counter(self, model: SweepModel, tiles: list, progress: Progress | None) -> ProgressCounter:
         layers = model.tiled_layers()
@@ -92,7 +96,7 @@ class TiledEngine(Engine):
         groups = self.plan(onehot)
         results = [
             adjoint_gradient(model, onehot[s:e], readout.rows(s, e), tiles, self.offload,
-                             _group_progress(progress, i, len(groups)), self.backend)
+                             _group_progress(progress, i, len(groups)), self.backend, self.segment)
             for i, (s, e) in enumerate(groups)
         ]
         if len(results) == 1:
@@ -101,4 +105,5 @@ class TiledEngine(Engine):
             gradient=torch.cat([r.gradient for r in results]),
             target_value=torch.cat([r.target_value for r in results]),
             offloaded=any(r.offloaded for r in results),
+            recomputed_layers=max(r.recomputed_layers for r in results),
         )
