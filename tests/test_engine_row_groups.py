@@ -88,3 +88,14 @@ def test_api_batch_benchmark_runs_and_reports_its_plan():
 
     record = main(["--regions", "20", "--length", "1024", "--model", "random-test"])
     assert record["row_groups"] == 2 and record["finite"] and record["kbp_per_s"] > 0  # 16 rows of 1,024 bp a step
+
+
+def test_tile_sizes_come_from_one_table_per_device_kind():
+    from pgf.engine import TILE_BY_DEVICE, TILE_HELP
+
+    engine = TiledEngine()
+    assert engine.tile_for(torch.device("cpu")) == TILE_BY_DEVICE["cpu"] == 2048
+    assert engine.tile_for(torch.device("cuda")) == TILE_BY_DEVICE["cuda"]
+    assert engine.tile_for(torch.device("mps")) == TILE_BY_DEVICE["cpu"]  # unlisted: the CPU's
+    assert TiledEngine(tile=100).tile_for(torch.device("cuda")) == 100
+    assert f"{TILE_BY_DEVICE['cuda']:,} on CUDA" in TILE_HELP

@@ -83,3 +83,28 @@ def test_triton_kernels_give_the_same_gradient():
     expected = AutogradEngine("cpu").gradient(model, x, readout).gradient
     got = TiledEngine(tile=17, backend="triton").gradient(model.to(device), x.to(device), readout).gradient
     assert relative(got.cpu(), expected) <= 1e-5
+
+
+def test_the_adjoint_pulls_back_through_the_mixers_vjp_without_rerunning_out_proj(bidirectional, monkeypatch):
+    """Each Mamba-2 tile is pulled back by `Mamba2Mixer.tile_vjp`: out_proj runs once per tile and
+    scan (in the forward pass), its pull-back is one matmul; the gradient is autograd's."""
+    from pgf.models.mamba2 import Mamba2Mixer
+
+    calls = {"out_proj": 0, "tile_vjp": 0}
+    mixers = [m for m in bidirectional.modules() if isinstance(m, Mamba2Mixer)]
+    projections = {id(m.out_proj): m.out_proj for m in mixers}.values()  # tied between directions: one hook each
+    hooks = [p.register_forward_hook(lambda *_: calls.__setitem__("out_proj", calls["out_proj"] + 1))
+             for p in projections]
+    real = Mamba2Mixer.tile_vjp
+    monkeypatch.setattr(Mamba2Mixer, "tile_vjp",
+                        lambda *a, **k: calls.__setitem__("tile_vjp", calls["tile_vjp"] + 1) or real(*a, **k))
+    x, L, tile = onehot(163), 163, 37
+    readout = parse_target("loglik", bidirectional).readout([0])
+    try:
+        got = TiledEngine(tile=tile).gradient(bidirectional, x, readout).gradient
+    finally:
+        for hook in hooks:
+            hook.remove()
+    visits = sum(len(layer.scans) for layer in bidirectional.tiled_layers()) * -(-L // tile)
+    assert calls == {"out_proj": visits, "tile_vjp": visits}
+    assert relative(got, AutogradEngine().gradient(bidirectional, x, readout).gradient) <= 1e-10

@@ -7,7 +7,7 @@ device and is differentiable with plain autograd):
     scan/   ops.py: selective_scan, selective_scan_saving, selective_scan_vjp; reference.py;
             cpu.py + cpu_kernels.py (numba); triton.py (entry) + triton_forward / triton_tangent /
             triton_backward / triton_util.py; autograd.py (compiled kernels as autograd functions)
-    conv/   ops.py: causal_conv1d; reference.py; cpu.py (numba)
+    conv/   ops.py: causal_conv1d; reference.py; cpu.py (numba); triton.py + triton_kernels.py
     ssd/    ops.py: ssd_scan, ssd_scan_saving, ssd_scan_vjp (the Mamba-2 scan); reference.py;
             chunked.py (the "cpu" backend: plain PyTorch); triton*.py; autograd.py
     backends.py   backend names, `resolve_backend` (the "auto" rule), `unavailable_reason`

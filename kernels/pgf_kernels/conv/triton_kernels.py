@@ -158,7 +158,6 @@ def _tangent_kernel(
     e_mask = e < E
     k_mask = k < K
     ke_mask = k_mask[:, None] & e_mask[None, :]
-    XDT: tl.constexpr = x_ptr.dtype.element_ty
     pre = tl.zeros([BLOCK_T, BLOCK_E], dtype=ACC)
     pre_d = tl.zeros([BLOCK_K, BLOCK_T, BLOCK_E], dtype=ACC)
     if HAS_BIAS:
@@ -168,7 +167,8 @@ def _tangent_kernel(
     for w in tl.static_range(WIDTH):
         i = t + (w - (WIDTH - 1))
         wv = tl.load(w_ptr + e * sw_e + w * sw_w, mask=e_mask, other=0.0).to(ACC)
-        u = _u_tile(x_ptr, tail_ptr, pb * sx_b, pb * st_b, i, e, e_mask, T, sx_t, sx_e, st_e, st_w, XDT, WIDTH, ACC)
+        u = _u_tile(x_ptr, tail_ptr, pb * sx_b, pb * st_b, i, e, e_mask, T, sx_t, sx_e, st_e, st_w,
+                    x_ptr.dtype.element_ty, WIDTH, ACC)
         pre += wv[None, :] * u
         if HAS_XD:
             in_x = (i >= 0) & (i < T)
@@ -181,7 +181,7 @@ def _tangent_kernel(
                 td = tl.load(taild_ptr + k[:, None, None] * dt_k + pb * dt_b + (i + (WIDTH - 1))[None, :, None] * dt_w
                              + e[None, None, :] * dt_e,
                              mask=k_mask[:, None, None] & in_tail[None, :, None] & e_mask[None, None, :],
-                             other=0.0).to(XDT).to(ACC)
+                             other=0.0).to(x_ptr.dtype.element_ty).to(ACC)
                 pre_d += wv[None, None, :] * td
         if HAS_WD:
             wd = tl.load(wd_ptr + k[:, None] * dw_k + e[None, :] * dw_e + w * dw_w, mask=ke_mask, other=0.0).to(ACC)

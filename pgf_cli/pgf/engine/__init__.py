@@ -11,11 +11,11 @@ from pgf.engine.protocol import (
     SUM, Combine, Mixer, MixerDefaults, PositionReadout, Readout, Scan, ScanState, SweepModel, TiledLayer,
 )
 from pgf.engine.registry import DEFAULT_ENGINE, ENGINES, get_engine
-from pgf.engine.tile_primitives import DEFAULT_TILE, Progress
+from pgf.engine.tile_primitives import DEFAULT_TILE, TILE_BY_DEVICE, TILE_HELP, Progress
 from pgf.engine.tiled_engine import TiledEngine
 
 __all__ = [
-    "DEFAULT_ENGINE", "DEFAULT_TILE", "ENGINES", "SUM", "AutogradEngine", "Combine", "Engine", "GradientResult",
+    "DEFAULT_ENGINE", "DEFAULT_TILE", "TILE_BY_DEVICE", "TILE_HELP", "ENGINES", "SUM", "AutogradEngine", "Combine", "Engine", "GradientResult",
     "Mixer", "MixerDefaults", "PositionReadout", "Progress", "Readout", "Scan", "ScanState", "SweepModel",
     "TiledEngine", "TiledLayer", "get_engine",
 ]

@@ -8,10 +8,21 @@ from contextlib import contextmanager
 
 import torch
 
-DEFAULT_TILE = 2048
+# positions per tile when none is asked for, by device kind: the one table of sweep tile sizes.
+# cpu: measured (bench/throughput.py: 2,048 keeps a tile's temporaries in cache on 2 cores);
+# cuda: a starting point, not yet measured (bench/gpu_checks.sh runs the throughput benchmark
+# that will set it): wide enough to fill a GPU's programs, small against its memory.
+TILE_BY_DEVICE = {"cpu": 2048, "cuda": 16384}
+DEFAULT_TILE = TILE_BY_DEVICE["cpu"]
+TILE_HELP = ", ".join(f"{size:,} on {kind.upper()}" for kind, size in TILE_BY_DEVICE.items())  # for --tile's help
 Tiles = list[tuple[int, int]]
 # progress(done, total): units are sweep steps (a scan over one tile, a pointwise map over one tile)
 Progress = Callable[[int, int], None]
+
+
+def default_tile(device: torch.device) -> int:
+    """The tile size for `device`'s kind (`TILE_BY_DEVICE`; unlisted kinds take the CPU's)."""
+    return TILE_BY_DEVICE.get(device.type, DEFAULT_TILE)
 
 
 def tile_spans(length: int, tile: int) -> Tiles:

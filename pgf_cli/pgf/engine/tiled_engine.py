@@ -8,7 +8,7 @@ from pgf.engine.adjoint import adjoint_gradient
 from pgf.engine.base import Engine, GradientResult, check_readout
 from pgf.engine.protocol import Backend, Readout, SweepModel, is_causal
 from pgf.engine.streaming import PRIMAL, Dual, TangentMode, stream_causal, sweep_layers
-from pgf.engine.tile_primitives import DEFAULT_TILE, Progress, ProgressCounter, frozen, tile_spans
+from pgf.engine.tile_primitives import Progress, ProgressCounter, default_tile, frozen, tile_spans
 
 # On CPU, rows x tile positions that one sweep step works on: beyond this a step's temporaries
 # spill out of cache (100 x 2,048-bp regions at once: 27 kbp/s in 1.5 GB; 8 rows at a time:
@@ -37,7 +37,7 @@ def _group_progress(progress: Progress | None, index: int, count: int) -> Progre
 
 
 class TiledEngine(Engine):
-    """Sweeps `tile` positions at a time; `offload` keeps saved layer inputs on host memory
+    """Sweeps `tile` positions at a time (None: the device's, `TILE_BY_DEVICE`); `offload` keeps saved layer inputs on host memory
     (True), never (False), or when they would take over half the free GPU memory (None);
     the mixers run the `backend` kernels ("reference", "cpu", "triton", or "auto", which None means);
     `segment`: the gradient's layers per recompute segment (`pgf.engine.keep_plan`; None: chosen
@@ -47,7 +47,7 @@ class TiledEngine(Engine):
 
     def __init__(self, tile: int | None = None, offload: bool | None = None, backend: Backend = None,
                  segment: int | None = None):
-        self.tile = tile or DEFAULT_TILE
+        self.tile = tile
         self.offload = offload
         self.backend = backend
         self.segment = segment
@@ -58,13 +58,17 @@ class TiledEngine(Engine):
         return ProgressCounter(progress, steps)
 
     def _sweep(self, model: SweepModel, onehot, readout: Readout, reference: torch.Tensor, mode, progress):
-        tiles = tile_spans(reference.shape[1], self.tile)
+        tiles = tile_spans(reference.shape[1], self.tile_for(reference.device))
         walk = stream_causal if is_causal(model.tiled_layers()) else sweep_layers
         return walk(model, onehot, readout, reference, tiles, mode, self._counter(model, tiles, progress), self.backend)
 
+    def tile_for(self, device: torch.device) -> int:
+        """Positions per tile on `device`: the engine's, or the device kind's default."""
+        return self.tile or default_tile(device)
+
     def plan(self, onehot: torch.Tensor) -> list[tuple[int, int]]:
         """The row groups this engine sweeps a batch in, one after another."""
-        return row_groups(onehot, self.tile)
+        return row_groups(onehot, self.tile_for(onehot.device))
 
     def forward(self, model, onehot, readout, reference=None, progress=None) -> torch.Tensor:
         readout = check_readout(readout)
@@ -92,7 +96,7 @@ class TiledEngine(Engine):
 
     def gradient(self, model, onehot, readout, progress=None) -> GradientResult:
         readout = check_readout(readout)
-        tiles = tile_spans(onehot.shape[1], self.tile)
+        tiles = tile_spans(onehot.shape[1], self.tile_for(onehot.device))
         groups = self.plan(onehot)
         results = [
             adjoint_gradient(model, onehot[s:e], readout.rows(s, e), tiles, self.offload,

@@ -11,8 +11,10 @@ Per tile (b, T, d_model), from the carried `Mamba2State`:
     out = out_proj(cat(silu(z0) ⊙ x0, y))    (the first part only when d_mlp = d_inner - d_ssm > 0)
 
 The scan runs through `pgf_kernels.ssd_scan` and the conv through `pgf_kernels.causal_conv1d`;
-everything else is differentiable torch, so the adjoint engine recomputes a tile under autograd
-(`MixerDefaults`: no residual; on CPU the chunked SSD scan keeps none either).
+everything else is differentiable torch. The adjoint pulls back through a tile with `tile_vjp`:
+everything before out_proj is recomputed under autograd (the SSD scan's chunk states are 2 to 8
+times a layer input per position, too many to keep), and out_proj, linear, is pulled back by one
+matmul without being run again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class Mamba2State(NamedTuple):
 
     conv: torch.Tensor  # (b, conv_dim, d_conv - 1): the last conv inputs before the tile
     ssm: torch.Tensor  # (b, H, P, N): the scan state, fp32 (or fp64)
+
+
+class Mamba2Residual(NamedTuple):
+    """What a Mamba-2 tile keeps for its VJP: nothing (its scan is recomputed, see the module's docstring)."""
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -137,7 +143,36 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
 
     def forward_tile(self, u: torch.Tensor, state: Mamba2State, backend: Backend = None) -> tuple[torch.Tensor, Mamba2State]:
         """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
+        y, new_state = self._before_out_proj(u, Mamba2State(*state), backend)
+        return self.out_proj(y), new_state
+
+    def forward_tile_saving(self, u: torch.Tensor, state: Mamba2State,
+                            backend: Backend = None) -> tuple[torch.Tensor, Mamba2State, Mamba2Residual]:
+        """`forward_tile` (no autograd), and the (empty) residual that routes the adjoint to `tile_vjp`."""
+        with torch.no_grad():
+            out, new_state = self.forward_tile(u, state, backend)
+        return out, new_state, Mamba2Residual()
+
+    def tile_vjp(self, u: torch.Tensor, state: Mamba2State, residual: Mamba2Residual, out_bar: torch.Tensor,
+                 state_bar: Mamba2State | None, backend: Backend = None) -> tuple[torch.Tensor, Mamba2State]:
+        """(d/d u, d/d state) of <out_bar, out> + <state_bar, state after> for one tile: the parts before
+        out_proj recomputed under autograd, out_proj pulled back as out_bar · W."""
         state = Mamba2State(*state)
+        with torch.enable_grad():
+            u = u.detach().requires_grad_(True)
+            before = Mamba2State(*(t.detach().requires_grad_(True) for t in state))
+            y, after = self._before_out_proj(u, before, backend)
+        outputs = [y]
+        grads = [(out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(y.dtype)]
+        if state_bar is not None:
+            outputs += list(after)
+            grads += [g.to(t.dtype) for g, t in zip(state_bar, after)]
+        u_bar, conv_bar, ssm_bar = torch.autograd.grad(outputs, [u, *before], grads, allow_unused=True)
+        zeros = lambda g, t: torch.zeros_like(t) if g is None else g  # noqa: E731
+        return u_bar, Mamba2State(conv=zeros(conv_bar, before.conv), ssm=zeros(ssm_bar, before.ssm))
+
+    def _before_out_proj(self, u: torch.Tensor, state: Mamba2State, backend: Backend) -> tuple[torch.Tensor, Mamba2State]:
+        """The tile up to out_proj's input (b, T, d_inner) in u's dtype, and the state after it."""
         b, T, _ = u.shape
         H, P, G, N = self.nheads, self.headdim, self.ngroups, self.d_state
         z0, x0, z, xBC, dt = torch.split(self.in_proj(u), [self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, H], dim=-1)
@@ -159,7 +194,7 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
         y = self.norm(y, z.to(work)) if self.rmsnorm else y * F.silu(z.to(work))
         if self.d_mlp:
             y = torch.cat([F.silu(z0.to(work)) * x0.to(work), y], dim=-1)
-        return self.out_proj(y.to(u.dtype)), Mamba2State(conv=conv_state, ssm=ssm_state)
+        return y.to(u.dtype), Mamba2State(conv=conv_state, ssm=ssm_state)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""

@@ -36,7 +36,7 @@ from pgf.cli.options import (
     tile_option,
 )
 from pgf.cli.progress import RichReporter
-from pgf.engine import DEFAULT_ENGINE, DEFAULT_TILE
+from pgf.engine import DEFAULT_ENGINE, TILE_HELP
 from pgf.models.registry import BUILTIN
 from pgf.workflows.attribute import AttributeRequest, run_attribute
 from pgf.workflows.interpret import DEFAULT_MAX_ISM_POSITIONS, MethodOptions
@@ -103,7 +103,7 @@ def attribute(
     ] = DEFAULT_ENGINE,
     device: DeviceOption = "auto",
     tile: Annotated[
-        Optional[int], tile_option(f"Positions recomputed at a time by the pgf engine (default {DEFAULT_TILE}).")
+        Optional[int], tile_option(f"Positions recomputed at a time by the pgf engine (default {TILE_HELP}).")
     ] = None,
     offload: Annotated[
         Optional[bool],

@@ -24,7 +24,7 @@ from pgf.cli.options import (
     vcf_option,
 )
 from pgf.cli.progress import RichReporter
-from pgf.engine import DEFAULT_TILE
+from pgf.engine import TILE_HELP
 from pgf.models.registry import BUILTIN
 from pgf.workflows.effect import EffectRequest, run_effect
 from pgf.workflows.kernels import DEFAULT_KERNELS
@@ -74,7 +74,7 @@ def effect(
     skip_mismatch: Annotated[
         bool, typer.Option("--skip-mismatch", help="Skip variants whose REF differs from the FASTA (default: stop with an error).")
     ] = False,
-    tile: Annotated[Optional[int], tile_option(f"Positions computed at a time (default {DEFAULT_TILE}).")] = None,
+    tile: Annotated[Optional[int], tile_option(f"Positions computed at a time (default {TILE_HELP}).")] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, metavar="N", help="Variants sharing one primal sweep.")
     ] = 32,
