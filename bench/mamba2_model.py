@@ -13,7 +13,8 @@ fits). Work per position per mixer call (multiply-add = 2): in_proj 2 D (2 E + 2
 (two directions x two strands). The flop fraction is that work (x 3 for a gradient) over the
 calibrated fp32 matmul rate and the seconds.
 
-    python -m bench.mamba2_model [--lengths 8192] [--autograd-lengths 1024] [--out FILE]
+    python -m bench.mamba2_model [--lengths 8192] [--engines forward,gradient] [--autograd-lengths 1024]
+                                 [--case-timeout 1800] [--out FILE]
 
 Writes bench/results/cpu-2core-mamba2-model.json.
 """
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="8192")
     parser.add_argument("--autograd-lengths", default="1024")
+    parser.add_argument("--engines", default="forward,gradient", help="engines run at --lengths")
     parser.add_argument("--case-timeout", type=float, default=1800)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_plantcad2_small()
     cases = [("autograd", int(v)) for v in args.autograd_lengths.split(",") if v]
     cases += [("gradient", int(v)) for v in args.autograd_lengths.split(",") if v]
-    cases += [(engine, int(v)) for v in args.lengths.split(",") if v for engine in ("forward", "gradient")]
+    cases += [(engine, int(v)) for v in args.lengths.split(",") if v for engine in args.engines.split(",")]
     records = []
     for engine, length in cases:
         record = run_case({"model": "plantcad2-small", "length": length, "engine": engine, "kernels": "auto",

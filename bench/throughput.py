@@ -296,9 +296,11 @@ def child(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     baseline = None if cuda else reset_peak_rss()
     began = time.perf_counter()
-    case()
+    result = case()
     sync()
     seconds = time.perf_counter() - began
+    if getattr(result, "recomputed_layers", 0):  # the adjoint ran some layers twice to fit memory (keep_plan)
+        record["recomputed_layers"] = result.recomputed_layers
     bp = BATCH_REGIONS * BATCH_LENGTH if spec["engine"] == "batch" else spec["length"]
     record.update(seconds=round(seconds, 4), bp=bp, bp_per_s=round(bp / seconds, 1),
                   peak_bytes=torch.cuda.max_memory_allocated() if cuda else peak_rss(),
