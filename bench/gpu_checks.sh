@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of pgf in one prepared run (CUDA machine; see bench/results/README.md):
-#   1. the Triton kernel tests compiled on the GPU (the `triton` tests of tests/test_kernels_{scan,conv,ssd}.py:
-#      the selective scan, the causal conv, the Mamba-2 SSD scan)
+#   1. the Triton kernel tests compiled on the GPU (the `triton` tests of tests/test_kernels_{scan,conv,ssd}.py
+#      and test_kernels_conv_triton.py: the selective scan, the causal conv, the Mamba-2 SSD scan), the
+#      adjoint running the Triton VJP from kept residuals, and no host synchronisation inside a sweep
+#      (tests/test_host_syncs.py, under torch's sync debug mode)
 #   2. bench/kernel_scan.py (Triton vs reference scan, times, bandwidth, peak memory)
 #   3. the README sample job on the GPU with --kernels triton vs reference, and `pgf check`
 #   4. the rest of the test suite with CUDA visible
@@ -46,7 +48,8 @@ command -v pgf | tee -a "$log"
 step "triton kernel tests on the GPU"  # 42 s on an H200
 t=$(limit 90)
 if ((t > 0)); then
-    timeout $t $PY -m pytest tests/test_kernels_scan.py tests/test_kernels_conv.py tests/test_kernels_ssd.py -k triton \
+    timeout $t $PY -m pytest tests/test_kernels_scan.py tests/test_kernels_conv.py tests/test_kernels_conv_triton.py \
+        tests/test_kernels_ssd.py tests/test_host_syncs.py tests/test_adjoint_engine.py -k triton \
         -q -n 8 -p no:cacheprovider -p no:benchmark >"$OUT/triton_tests.log" 2>&1
     echo "rc=$?" | tee -a "$log"; tail -15 "$OUT/triton_tests.log" | tee -a "$log"
 else skip $t; fi

@@ -112,13 +112,15 @@ def test_triton_kernels_pull_back_without_rerunning_the_scans(monkeypatch):
     device): the forward kernel runs once per tile and scan, and the gradient equals autograd's."""
     from pgf_kernels.scan import triton as scan_triton
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build("caduceus-ps").double()
     L, tile = 70, 32
     counts = []
     real = scan_triton.scan_forward
     monkeypatch.setattr(scan_triton, "scan_forward", lambda *a, **k: counts.append(1) or real(*a, **k))
     x, readout = onehot(L, dtype=torch.float64), parse_target("loglik", model).readout([0])
-    got = TiledEngine(tile=tile, backend="triton").gradient(model, x, readout).gradient
+    got = TiledEngine(tile=tile, backend="triton").gradient(model.to(device), x.to(device), readout).gradient.cpu()
+    model.cpu()
     n_scans = sum(len(layer.scans) for layer in model.tiled_layers())
     assert len(counts) == n_scans * -(-L // tile)
     truth = AutogradEngine("reference").gradient(model, x, readout).gradient

@@ -1,8 +1,8 @@
 """No host synchronisation inside a sweep: every engine, on the CPU and the Triton kernels, issues
 none of the operators that make a GPU wait for the host to read a value (`.item()`, `bool(t)`,
 data-dependent shapes such as `nonzero`). A dispatch mode counts them, so the check runs without
-a GPU (the Triton kernels under the interpreter). Copies between devices (offloading) are not
-seen on CPU tensors; they are asynchronous by design (`non_blocking=True`)."""
+a GPU (the Triton kernels under the interpreter). With CUDA the Triton cases run on the GPU under
+torch's sync debug mode as well, which also catches synchronising copies and calls."""
 
 import collections
 
@@ -51,13 +51,22 @@ def model_named(name: str):
 @pytest.mark.parametrize("name, backend", [("random-test", "cpu"), ("random-test-mamba2", "cpu"), ("hf-mamba", "cpu"),
                                            ("hf-mamba", "triton"), ("random-test-mamba2", "triton")])
 def test_no_engine_reads_a_value_back_inside_a_sweep(name, backend):
-    model = model_named(name)
-    x = onehot(80, dtype=torch.float32)
+    device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+    model = model_named(name).to(device)
+    x = onehot(80, dtype=torch.float32).to(device)
     readout = parse_target("loglik" if model.lm_kind else "sum", model).readout([0])
     engine = TiledEngine(tile=48, backend=backend)
-    directions = torch.randn(2, *x.shape, generator=torch.Generator().manual_seed(0))
-    with HostReads() as reads:
-        engine.forward(model, x, readout)
-        engine.gradient(model, x, readout)
-        engine.tangent(model, x, directions, readout)
+    directions = torch.randn(2, *x.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    engine.gradient(model, x, readout)  # kernels compiled, caches filled
+    debug = torch.cuda.get_sync_debug_mode() if device == "cuda" else None
+    if device == "cuda":
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        with HostReads() as reads:
+            engine.forward(model, x, readout)
+            engine.gradient(model, x, readout)
+            engine.tangent(model, x, directions, readout)
+    finally:
+        if debug is not None:
+            torch.cuda.set_sync_debug_mode(debug)
     assert dict(reads.counts) == {}

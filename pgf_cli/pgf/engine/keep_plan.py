@@ -3,11 +3,12 @@
 The reverse pass needs, for every layer, the stream entering it and what its scans kept (tile
 start states, residuals). Kept for all layers, that is n_layers x L x width values: 19 GB for a
 24-layer, 1,536-wide model at 131 kb. When that does not fit the memory budget, the layers are
-cut into segments of `segment` consecutive layers: the forward pass keeps only the input of each
-segment's first layer (a checkpoint), and whole only the last segment; the reverse pass, reaching
+cut into segments of `segment` consecutive layers, counted from the last: the forward pass keeps
+only the input of each segment's first layer (a checkpoint), and whole only the last segment; the reverse pass, reaching
 a segment, runs its layers forward again from the checkpoint (the same tiles, kernels and order,
 so the same numbers) keeping them whole, then pulls back through them. Every layer outside the
-last segment runs forward twice; peak memory is (segments - 1) checkpoints + one whole segment.
+last segment runs forward twice (n_layers - segment of them); peak memory is (segments - 1)
+checkpoints + one whole segment.
 """
 
 from __future__ import annotations
@@ -26,19 +27,20 @@ BUDGET_SHARE = 0.6
 
 @dataclass(frozen=True)
 class KeepPlan:
-    """n_layers cut into segments of `segment` layers (segment >= n_layers: everything kept)."""
+    """n_layers cut into segments of `segment` layers counted from the last layer (the first segment
+    takes the remainder); segment >= n_layers: everything kept."""
 
     n_layers: int
     segment: int
 
     @property
-    def last_segment_start(self) -> int:
-        """The first layer of the last segment, which the forward pass keeps whole."""
-        return 0 if self.keeps_all else ((self.n_layers - 1) // self.segment) * self.segment
-
-    @property
     def keeps_all(self) -> bool:
         return self.segment >= self.n_layers
+
+    @property
+    def last_segment_start(self) -> int:
+        """The first layer of the last segment, which the forward pass keeps whole."""
+        return max(0, self.n_layers - self.segment)
 
     def kept_whole(self, index: int) -> bool:
         """Whether the forward pass keeps layer `index`'s input and scan states."""
@@ -46,15 +48,19 @@ class KeepPlan:
 
     def checkpoint(self, index: int) -> bool:
         """Whether the forward pass keeps layer `index`'s input (its segment's first layer)."""
-        return self.kept_whole(index) or index % self.segment == 0
+        return self.kept_whole(index) or index in self._starts()
+
+    def _starts(self) -> list[int]:
+        return sorted({max(0, start) for start in range(self.n_layers - self.segment, -self.segment, -self.segment)} | {0})
 
     def segments(self) -> list[range]:
         """The segments, first layer first."""
-        return [range(s, min(s + self.segment, self.n_layers)) for s in range(0, self.n_layers, self.segment)]
+        starts = self._starts()
+        return [range(s, e) for s, e in zip(starts, starts[1:] + [self.n_layers])]
 
     @property
     def recomputed_layers(self) -> int:
-        """How many layers the reverse pass runs forward a second time."""
+        """How many layers the reverse pass runs forward a second time: all but the last segment."""
         return self.last_segment_start
 
 
