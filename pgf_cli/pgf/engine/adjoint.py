@@ -242,7 +242,7 @@ def _layer_backward(
     """Pull the cotangent of the layer's output back to its input stream."""
     if layer.additive:
         x_bar = pointwise_vjp(layer.skip, x, cotangent, tiles)
-        scan_cotangents = [cotangent] * len(layer.scans)
+        scan_cotangents = [scan.narrowed(cotangent) for scan in layer.scans]
     else:  # the pointwise combine needs every scan's contribution
         contributions = [_scan_outputs(scan, x, st, tiles, backend) for scan, st in zip(layer.scans, layer_starts)]
         x_bar = torch.empty_like(x)

@@ -111,13 +111,27 @@ class Scan:
     """One directional scan of a layer.
 
     contribution = place(flip?(mixer(flip?(prepare(x))))), the flips over length
-    happening for anti-causal (`reverse`) scans.
+    happening for anti-causal (`reverse`) scans. With `channels` (lo, hi) the contribution
+    fills only those channels of the layer's output (the others are zero): sweeps add it into
+    that slice instead of adding a zero-padded copy (`widened` gives the padded form).
     """
 
     mixer: Mixer
     reverse: bool = False
     prepare: Pointwise = identity
     place: Pointwise = identity
+    channels: tuple[int, int] | None = None
+
+    def widened(self, contribution: torch.Tensor, width: int) -> torch.Tensor:
+        """The contribution over all `width` channels of the layer's output (zeros outside `channels`)."""
+        if self.channels is None:
+            return contribution
+        lo, hi = self.channels
+        return torch.nn.functional.pad(contribution, (lo, width - hi))
+
+    def narrowed(self, cotangent: torch.Tensor) -> torch.Tensor:
+        """The part of a cotangent of the layer's output (..., width) that this scan's contribution meets."""
+        return cotangent if self.channels is None else cotangent[..., self.channels[0]:self.channels[1]]
 
     def zero_state(self, batch: int, like: torch.Tensor) -> ScanState:
         return tuple(self.mixer.zero_state(batch, like))
@@ -212,8 +226,9 @@ class TiledLayer:
         return self.join.additive
 
     def combine(self, x: torch.Tensor, contributions: list[torch.Tensor]) -> torch.Tensor:
-        """Pointwise join of the skip path and the scans' contributions."""
-        return self.join(self.skip(x), contributions)
+        """Pointwise join of the skip path and the scans' contributions (each widened to the output's channels)."""
+        skip = self.skip(x)
+        return self.join(skip, [scan.widened(c, skip.shape[-1]) for scan, c in zip(self.scans, contributions)])
 
     def whole(self, x: torch.Tensor, backend: Backend = None) -> torch.Tensor:
         return self.combine(x, [scan.whole(x, backend) for scan in self.scans])

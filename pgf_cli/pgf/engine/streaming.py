@@ -51,9 +51,9 @@ class _Outputs:
         self.primal.write(start, end, tile.primal)
         self.tangent.write(start, end, tile.tangent)
 
-    def add(self, start: int, end: int, tile: Dual) -> None:
-        self.primal.add(start, end, tile.primal)
-        self.tangent.add(start, end, tile.tangent)
+    def add(self, start: int, end: int, tile: Dual, channels: tuple[int, int] | None = None) -> None:
+        self.primal.add(start, end, tile.primal, channels)
+        self.tangent.add(start, end, tile.tangent, channels)
 
     @property
     def value(self) -> Dual:
@@ -152,7 +152,7 @@ def layer_sweep(
                 visit(number, index, (s, e), state)
             out, state = mode.call(tile_function, mode.slice(x, s, e), state)
             if layer.additive:
-                output.add(s, e, out)
+                output.add(s, e, out, scan.channels)
             else:
                 contribution.write(s, e, out)
             if counter:

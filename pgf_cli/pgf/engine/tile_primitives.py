@@ -52,9 +52,12 @@ class TileOutput:
             self.value = tile.new_empty(shape)
         self.value[(slice(None),) * self.lead + (slice(start, end),)] = tile
 
-    def add(self, start: int, end: int, tile: torch.Tensor) -> None:
-        """Accumulate into an already written span."""
-        self.value[(slice(None),) * self.lead + (slice(start, end),)] += tile
+    def add(self, start: int, end: int, tile: torch.Tensor, channels: tuple[int, int] | None = None) -> None:
+        """Accumulate into an already written span (only into `channels` (lo, hi) of the last dim when given)."""
+        index = (slice(None),) * self.lead + (slice(start, end),)
+        if channels is not None:
+            index += (Ellipsis, slice(*channels))
+        self.value[index] += tile
 
 
 def map_tiles(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tiles: Tiles) -> torch.Tensor:

@@ -156,17 +156,15 @@ class CaduceusBlock(nn.Module):
             first, second = x[..., :d], x[..., d:]
             return (second, first) if config.fused_add_norm else (first, second)  # fused: halves swap
 
-        def place_forward(out: torch.Tensor) -> torch.Tensor:
-            return torch.cat([out, torch.zeros_like(out)], dim=-1)
-
         def place_rc(out: torch.Tensor) -> torch.Tensor:
-            return torch.cat([torch.zeros_like(out), out.flip(-1)], dim=-1)
+            return out.flip(-1)
 
-        scans = mixer.scans(prepare=lambda x: norm(halves(x)[0]), place=place_forward)
+        # the forward strand's output fills the first d channels, the RC strand's (channel-flipped) the last d
+        scans = mixer.scans(prepare=lambda x: norm(halves(x)[0]), channels=(0, d))
         rc_prepare = lambda x: norm(halves(x)[1].flip(-1))  # noqa: E731
-        scans.append(Scan(mixer.mamba_fwd, reverse=True, prepare=rc_prepare, place=place_rc))
+        scans.append(Scan(mixer.mamba_fwd, reverse=True, prepare=rc_prepare, place=place_rc, channels=(d, 2 * d)))
         if mixer.mamba_rev is not None:
-            scans.append(Scan(mixer.mamba_rev, reverse=False, prepare=rc_prepare, place=place_rc))
+            scans.append(Scan(mixer.mamba_rev, reverse=False, prepare=rc_prepare, place=place_rc, channels=(d, 2 * d)))
         return TiledLayer(
             scans, skip=lambda x: self.to_residual(torch.cat(halves(x), dim=-1)), join=pair_combine(mixer, len(scans))
         )

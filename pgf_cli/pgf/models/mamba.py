@@ -186,11 +186,12 @@ class BiMambaMixer(nn.Module):
             for p, _ in getattr(self.mamba_fwd, proj).named_parameters()
         }
 
-    def scans(self, prepare: Pointwise = identity, place: Pointwise = identity) -> list[Scan]:
-        """The causal forward scan, and the anti-causal reverse scan when there is one."""
-        scans = [Scan(self.mamba_fwd, reverse=False, prepare=prepare, place=place)]
+    def scans(self, prepare: Pointwise = identity, place: Pointwise = identity,
+              channels: tuple[int, int] | None = None) -> list[Scan]:
+        """The causal forward scan, and the anti-causal reverse scan when there is one (`Scan` fields)."""
+        scans = [Scan(self.mamba_fwd, reverse=False, prepare=prepare, place=place, channels=channels)]
         if self.mamba_rev is not None:
-            scans.append(Scan(self.mamba_rev, reverse=True, prepare=prepare, place=place))
+            scans.append(Scan(self.mamba_rev, reverse=True, prepare=prepare, place=place, channels=channels))
         return scans
 
 
