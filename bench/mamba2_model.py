@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.throughput import calibrate, run_case
 
     began = time.perf_counter()
+    commit = git_commit()  # at the start: each case imports pgf when its child process starts
     calibration = calibrate("cpu")
     work = flops_per_position()
     model = build_plantcad2_small()
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {
         "environment": {"pgf": pgf.__version__, "torch": torch.__version__, "python": platform.python_version(),
                         "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                        "git_commit": git_commit(), "precision": "fp32", "batch": 1, "kernels": "auto (ssd: cpu chunked)",
+                        "git_commit": commit, "precision": "fp32", "batch": 1, "kernels": "auto (ssd: cpu chunked)",
                         "model": {"name": "PlantCAD2-Small-shaped Caduceus-ps with Mamba-2 mixers, random weights",
                                   **SHAPE, "parameters": sum(p.numel() for p in model.parameters())},
                         "flops_per_position_forward": work, "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],

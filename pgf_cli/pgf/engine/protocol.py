@@ -161,7 +161,7 @@ class Scan:
     def tile_vjp(self, x_tile: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
                  state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
         """(x_bar, state_bar before the tile) through the mixer's own VJP, from a residual of
-        `tile_saving`. `place` must be linear (pgf's are: identity, zero padding, flips) so that its
+        `tile_saving`. `place` must be linear (pgf's are: identity, flips over channels) so that its
         pull-back needs no value; the mixer's output must have its input's shape."""
         with torch.enable_grad():
             x = x_tile.detach().requires_grad_(True)
