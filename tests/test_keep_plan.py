@@ -115,3 +115,12 @@ def test_plans():
 def test_host_memory_is_read():
     available = keep_plan.host_memory_available()
     assert available is None or available > 0
+
+
+def test_a_model_without_layers():
+    model = TrackSSM(TrackSSMConfig(d_model=8, n_layer=0, d_state=4)).double().eval()
+    x = onehot(40)
+    readout = parse_target("sum", model).readout([0])
+    got = TiledEngine(tile=16).gradient(model, x, readout)
+    truth = AutogradEngine().gradient(model, x, readout).gradient
+    assert got.recomputed_layers == 0 and torch.allclose(got.gradient, truth, rtol=1e-12, atol=1e-12)

@@ -111,6 +111,8 @@ def adjoint_gradient(
                         kept[0] = _Kept(kept[0].input)
                     counter.total += len(tiles) * sum(len(layers[i].scans) for i in range(plan.recomputed_layers))
 
+            plan = plan or KeepPlan(len(layers), max(1, len(layers)))  # no layers: nothing to keep
+
         # f and its cotangent at the last stream, tile by tile; each tile of the stream is
         # read once, so its cotangent overwrites it in place (and no other name may keep it:
         # held through the reverse pass it would be one more L x width tensor)
