@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import h5py
@@ -89,3 +90,33 @@ def test_sigterm_at_many_points_of_a_run(genome, single, tmp_path):  # noqa: F81
     with_batches = [output for output in stopped if batches(output)]
     if with_batches:
         resume_and_compare(genome, with_batches[0], single)
+
+
+def test_a_swallowed_stop_prints_no_traceback(monkeypatch, capsys):
+    """A signal landing in a weakref callback or a `__del__` is swallowed by Python and reported
+    through sys.unraisablehook; while pgf runs, its hook drops that report (the stop is recorded
+    and raised at the next step), and hands other unraisable errors on."""
+    from pgf.cli.errors import run_guarded
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+
+    class RaisesWhenCollected:
+        def __init__(self, raise_it):
+            self.raise_it = raise_it
+
+        def __del__(self):
+            self.raise_it()
+
+    def not_a_stop():
+        raise ValueError("not a stop")
+
+    def work():
+        RaisesWhenCollected(lambda: stopping.handle(signal.SIGTERM, None))  # collected at once: swallowed
+        RaisesWhenCollected(not_a_stop)
+        return "done"
+
+    assert run_guarded(work) == "done"
+    stopping.clear()
+    err = capsys.readouterr().err
+    assert "Terminated" not in err and "ValueError: not a stop" in err
+    assert sys.unraisablehook is sys.__unraisablehook__

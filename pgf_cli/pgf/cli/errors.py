@@ -110,6 +110,9 @@ def run_guarded(work: Callable[[], T], ctx: typer.Context | None = None) -> T:
     stopping.clear()
     previous = {signum: signal.signal(signum, stopping.handle) for signum in (signal.SIGTERM, signal.SIGINT)} \
         if in_main else {}
+    previous_hook = sys.unraisablehook
+    if in_main:
+        sys.unraisablehook = stopping.quieting(previous_hook)
     try:
         return work()
     except PgfUserError as exc:
@@ -132,3 +135,4 @@ def run_guarded(work: Callable[[], T], ctx: typer.Context | None = None) -> T:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
