@@ -364,3 +364,23 @@ def test_more_shards_than_regions_give_empty_parts_that_merge(genome, tmp_path):
         assert len(bw.intervals("chr1")) > 0 and len(bw.intervals("chr2")) > 0
     finally:
         bw.close()
+
+
+def test_a_stop_while_a_batch_is_written_leaves_no_temporary(genome, tmp_path, monkeypatch):
+    """SIGTERM or Ctrl-C landing between a batch's temporary file and its rename: the temporary goes."""
+    import os
+
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(source).endswith(".tmp") and Path(target).name.startswith("batch-000002"):
+            raise KeyboardInterrupt
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "r.h5"
+    stopped = attribute(genome, out, *REGION_ARGS)
+    assert stopped.exit_code == 130, stopped.output
+    partial = tmp_path / "r.h5.partial"
+    assert len(list(partial.glob("batch-*.h5"))) == 2
+    assert not [p.name for p in partial.iterdir() if p.name.endswith(".tmp")]

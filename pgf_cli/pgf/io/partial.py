@@ -214,6 +214,9 @@ class PartialStore:
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             raise write_failure(exc, final) or OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
+        except BaseException:  # a stop (SIGTERM, Ctrl-C) while writing: leave no temporary behind
+            temporary.unlink(missing_ok=True)
+            raise
         fsync_folder(final.parent)
         return final
 
