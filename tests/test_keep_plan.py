@@ -110,6 +110,7 @@ def test_plans():
     assert KeepPlan(5, 2).recomputed_layers == 3 and KeepPlan(6, 3).recomputed_layers == 3
     assert KeepPlan(24, 14).recomputed_layers == 10
     assert plan_for(24, 10, 12, 1).segment >= 1  # nothing fits: the smallest footprint, not an error
+    assert plan_for(1, 10, 12, 1).keeps_all and plan_for(0, 10, 12, 1).keeps_all
 
 
 def test_host_memory_is_read():

@@ -68,8 +68,8 @@ def plan_for(n_layers: int, input_bytes: int, whole_bytes: int, budget: float | 
     """The plan keeping the most layers whole (the fewest recomputed) within `budget` bytes, given
     one layer's input (`input_bytes`) and everything kept for one whole layer (`whole_bytes`);
     None: no limit. When even the smallest footprint exceeds the budget, the one nearest to it."""
-    if budget is None or n_layers * whole_bytes <= budget:
-        return KeepPlan(n_layers, n_layers)
+    if budget is None or n_layers * whole_bytes <= budget or n_layers <= 1:  # one layer: nothing to cut
+        return KeepPlan(n_layers, max(1, n_layers))
 
     def peak(segment: int) -> int:
         return (math.ceil(n_layers / segment) - 1) * input_bytes + segment * whole_bytes
