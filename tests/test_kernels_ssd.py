@@ -297,8 +297,8 @@ def test_triton_zero_length_launches_nothing_and_returns_the_initial_state():
 TRITON_CASES = [
     (1, 2, 4, 4, 1, 2, 8, None),
     (29, 4, 5, 6, 2, 2, 8, None),
-    (37, 2, 8, 4, 1, 1, 12, {"p": 4}),  # two P-blocks
-    (23, 4, 4, 8, 2, 1, 10, {"t": 16, "p": 16, "n": 16}),  # tl.dot's 16-wide minimum, as on CUDA
+    (37, 2, 24, 4, 1, 1, 12, {"p": 16}),  # two P-blocks, the second part-filled
+    (23, 4, 4, 8, 2, 1, 20, None),  # a chunk wider than tl.dot's 16-wide minimum block
 ]
 TRITON_IDS = [f"L{c[0]}-G{c[4]}-c{c[6]}" + ("-blocks" if c[7] else "") for c in TRITON_CASES]
 

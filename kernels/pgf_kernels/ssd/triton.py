@@ -12,8 +12,8 @@ numbers are exponentiated; arithmetic in fp32 (fp64 for fp64 inputs); offsets ar
 adjoint's per-head partials are summed by torch in a fixed order (deterministic, no atomics).
 
 Tested in Triton's interpreter on CPU (TRITON_INTERPRET=1 set before import) only: compilation
-and speed on a GPU have not been checked (no GPU where this was written). On CUDA every block
-is at least 16 wide, tl.dot's minimum.
+and speed on a GPU have not been checked (no GPU where this was written). Every block is at
+least 16 wide, tl.dot's minimum.
 
 Kernels and launchers: `triton_forward`, `triton_backward`, `triton_tangent` (shared pieces in
 `triton_util`). This module is the backend's entry point; the autograd glue looks its launchers

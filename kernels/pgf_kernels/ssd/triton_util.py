@@ -29,10 +29,11 @@ def plan(device: torch.device, L: int, chunk: int | None) -> tuple[int, int]:
 
 
 def config(device: torch.device, P: int, N: int, chunk: int, blocks: dict | None = None) -> dict:
-    """Block sizes (powers of two) and warps. On CUDA every block is at least 16 (tl.dot's
-    minimum); untuned guesses. In the interpreter blocks just cover the shapes. `blocks`
-    overrides any of "t", "p", "n" (tests force several P-blocks, or 16-wide tiles)."""
-    least = 16 if device.type == "cuda" else 1
+    """Block sizes (powers of two) and warps; untuned guesses. Every block is at least 16,
+    tl.dot's minimum: compiled kernels need it, and so does the interpreter of Triton < 3.3
+    (the floor of pgf's range), so a short test shape is padded the way a GPU pads it.
+    `blocks` overrides any of "t", "p", "n" (tests force several P-blocks)."""
+    least = 16
     cfg = {
         "t": max(least, _pow2(chunk)),
         "p": max(least, min(_pow2(P), 64)),
@@ -97,5 +98,10 @@ def causal_decay(a, i):
 
 @triton.jit
 def dot(a, b):
-    """a @ b in full precision (no TF32 for fp32)."""
-    return tl.dot(a, b, input_precision="ieee")
+    """a @ b in full precision: tl.dot without TF32 for fp32; for fp64 (the exactness checks) a
+    broadcast product summed over the inner axis, since tl.dot takes no fp64 before Triton 3.3
+    and fp64 dot support on GPUs varies by version and architecture."""
+    if a.dtype == tl.float64:
+        return tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+    else:
+        return tl.dot(a, b, input_precision="ieee")
