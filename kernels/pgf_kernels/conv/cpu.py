@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pgf_kernels.conv.autograd import causal_conv_function, fold, loop, unfold
 from pgf_kernels.cpu_common import FASTMATH, alloc, run_compiled, work_dtype
 
 try:
@@ -150,12 +151,6 @@ def conv_input_vjp(x, tail, weight, bias, dy) -> tuple[torch.Tensor, torch.Tenso
     return dx.to(x.dtype), dtail.transpose(1, 2).to(tail.dtype)
 
 
-def _fold(t: torch.Tensor, dim: int | None, size: int) -> torch.Tensor:
-    """t with its vmapped dimension (or a broadcast one) folded into its batch rows."""
-    t = t.unsqueeze(0).expand(size, *t.shape) if dim is None else t.movedim(dim, 0)
-    return t.reshape(size * t.shape[1], *t.shape[2:])
-
-
 class _LinearPart(torch.autograd.Function):
     """The convolution without bias or SiLU, (x_t, tail_t, weight) -> (b, T, E): what tangents go
     through. Under vmap (many directions) they are folded into the batch for one kernel call."""
@@ -171,74 +166,30 @@ class _LinearPart(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, x_t, tail_t, weight):
         if in_dims[2] is not None:  # a batch of weights: one call each
-            outputs = [_LinearPart.apply(x_t if in_dims[0] is None else x_t.select(in_dims[0], i),
-                                         tail_t if in_dims[1] is None else tail_t.select(in_dims[1], i),
-                                         weight.select(in_dims[2], i)) for i in range(info.batch_size)]
-            return torch.stack(outputs), 0
+            return loop(_LinearPart.apply, info.batch_size, in_dims, (x_t, tail_t, weight))
         V = info.batch_size
-        y = _LinearPart.apply(_fold(x_t, in_dims[0], V), _fold(tail_t, in_dims[1], V), weight)
-        return y.reshape(V, y.shape[0] // V, *y.shape[1:]), 0
+        return unfold(_LinearPart.apply(fold(x_t, in_dims[0], V), fold(tail_t, in_dims[1], V), weight), V), 0
 
 
-def _linear_part(x_t: torch.Tensor, tail_t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return _LinearPart.apply(x_t, tail_t, weight)
+def _tangent(x, tail, weight, bias, x_t, tail_t, weight_t, bias_t) -> torch.Tensor:
+    """silu'(pre) pre': the linear part of the convolution run on the tangents (autograd functions
+    throughout: under jvp the saved inputs are functorch-wrapped)."""
+    pre = _LinearPart.apply(x, tail, weight) + (0 if bias is None else bias)
+    sig = torch.sigmoid(pre)
+    slope = sig * (1 + pre * (1 - sig))  # silu'(pre)
+    parts = []
+    if x_t is not None or tail_t is not None:
+        parts.append(_LinearPart.apply(torch.zeros_like(x) if x_t is None else x_t,
+                                       torch.zeros_like(tail) if tail_t is None else tail_t, weight))
+    if weight_t is not None:
+        parts.append(_LinearPart.apply(x, tail, weight_t))
+    if bias_t is not None:
+        parts.append(bias_t.expand_as(pre))
+    pre_t = parts[0]
+    for part in parts[1:]:
+        pre_t = pre_t + part
+    return slope * pre_t
 
 
-class CpuCausalConvFunction(torch.autograd.Function):
-    """(x, tail, weight, bias) -> silu(pre) by the compiled kernels: input VJP (x, tail), JVP, vmap."""
-
-    @staticmethod
-    def forward(x, tail, weight, bias):
-        return conv_forward(x, tail, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.set_materialize_grads(False)  # absent tangents stay None (the weights' in the engine)
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-
-    @staticmethod
-    def backward(ctx, dy):
-        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
-            raise RuntimeError("the CPU causal conv gives input gradients only; use the reference kernels")
-        if dy is None:
-            return None, None, None, None
-        x, tail, weight, bias = ctx.saved_tensors
-        dx, dtail = conv_input_vjp(x, tail, weight, bias, dy)
-        return dx, dtail, None, None
-
-    @staticmethod
-    def jvp(ctx, x_t, tail_t, weight_t, bias_t):
-        x, tail, weight, bias = ctx.saved_tensors
-        # through autograd functions: under jvp the saved inputs are functorch-wrapped
-        pre = _linear_part(x, tail, weight) + (0 if bias is None else bias)
-        sig = torch.sigmoid(pre)
-        slope = sig * (1 + pre * (1 - sig))  # silu'(pre)
-        parts = []
-        if x_t is not None or tail_t is not None:
-            parts.append(_linear_part(torch.zeros_like(x) if x_t is None else x_t,
-                                      torch.zeros_like(tail) if tail_t is None else tail_t, weight))
-        if weight_t is not None:
-            parts.append(_linear_part(x, tail, weight_t))
-        if bias_t is not None:
-            parts.append(bias_t.expand_as(pre))
-        if not parts:
-            return torch.zeros_like(pre)
-        pre_t = parts[0]
-        for part in parts[1:]:
-            pre_t = pre_t + part
-        return slope * pre_t
-
-    @staticmethod
-    def vmap(info, in_dims, x, tail, weight, bias):
-        x_dim, tail_dim, weight_dim, bias_dim = in_dims
-        V = info.batch_size
-        if weight_dim is None and bias_dim is None:  # rows are independent: fold the vmapped dim into them
-            y = CpuCausalConvFunction.apply(_fold(x, x_dim, V), _fold(tail, tail_dim, V), weight, bias)
-            return y.reshape(V, y.shape[0] // V, *y.shape[1:]), 0
-        outputs = []
-        for index in range(V):
-            pick = lambda t, d: t if d is None or t is None else t.select(d, index)  # noqa: E731
-            outputs.append(CpuCausalConvFunction.apply(pick(x, x_dim), pick(tail, tail_dim), pick(weight, weight_dim),
-                                                       pick(bias, bias_dim)))
-        return torch.stack(outputs), 0
+# the launchers are looked up at each call, so a patched one (a test counting calls) is used
+CpuCausalConvFunction = causal_conv_function("CPU", lambda *a: conv_forward(*a), lambda *a: conv_input_vjp(*a), _tangent)
