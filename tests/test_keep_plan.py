@@ -96,6 +96,48 @@ def test_the_plan_is_chosen_from_the_memory_budget(monkeypatch):
     assert TiledEngine(tile=32).gradient(model, x, readout).recomputed_layers == 0
 
 
+@pytest.mark.parametrize("kind", ["caduceus-ps", "caduceus-ps-mamba2"])
+def test_full_residuals_take_what_the_budget_leaves_once_every_layer_is_kept_slim(kind, monkeypatch):
+    """The mixers' residuals keep in_proj's output in as many layers as the budget leaves room for
+    once every layer is kept with slim residuals (in_proj runs again in the reverse pass); a plan
+    that cannot keep every layer keeps slim residuals only; the gradient is autograd's in each case."""
+    from pgf.models.mamba import MambaMixer
+    from pgf.models.mamba2 import Mamba2Mixer
+
+    model = deep(kind)
+    x, tile = onehot(120, seed=4), 32
+    readout = parse_target("loglik", model).readout([0])
+    truth = AutogradEngine().gradient(model, x, readout).gradient
+    per_layer = len(model.tiled_layers()[0].scans) * -(-120 // tile)
+    runs = [0]
+    hooks = [m.in_proj.register_forward_hook(lambda *_: runs.__setitem__(0, runs[0] + 1))
+             for m in {id(m.in_proj): m for m in model.modules() if isinstance(m, (MambaMixer, Mamba2Mixer))}.values()]
+    measured = []
+    real_bytes_held = adjoint.bytes_held
+    monkeypatch.setattr(adjoint, "bytes_held", lambda *a: measured.append(real_bytes_held(*a)) or measured[-1])
+
+    def run(budget: float) -> tuple[int, int]:
+        """(layers recomputed, in_proj runs beyond the forward passes' own)."""
+        monkeypatch.setattr(adjoint, "memory_budget", lambda device, on_host: budget)
+        runs[0] = 0
+        measured.clear()
+        got = TiledEngine(tile=tile).gradient(model, x, readout)
+        assert float((got.gradient - truth).abs().max() / truth.abs().max()) <= 1e-10
+        return got.recomputed_layers, runs[0] - per_layer * (N_LAYER + got.recomputed_layers)
+
+    try:
+        assert run(1e15) == (0, 0)
+        full, slim = measured[:2]  # one layer's footprint with full, then slim residuals
+        assert slim < full
+        assert run(N_LAYER * slim + 2 * (full - slim)) == (0, (N_LAYER - 2) * per_layer)
+        assert run(N_LAYER * slim) == (0, N_LAYER * per_layer)
+        recomputed, again = run(N_LAYER * slim - 1)
+        assert recomputed > 0 and again == N_LAYER * per_layer
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def test_plans():
     assert plan_for(24, 10, 12, None).keeps_all
     assert plan_for(24, 10, 12, 24 * 12).keeps_all

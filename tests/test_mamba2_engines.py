@@ -85,26 +85,37 @@ def test_triton_kernels_give_the_same_gradient():
     assert relative(got.cpu(), expected) <= 1e-5
 
 
-def test_the_adjoint_pulls_back_through_the_mixers_vjp_without_rerunning_out_proj(bidirectional, monkeypatch):
+@pytest.mark.parametrize("segment", [None, 1], ids=["memory-allows", "segments"])
+def test_the_adjoint_pulls_back_through_the_mixers_vjp_without_rerunning_the_projections(bidirectional, segment,
+                                                                                      monkeypatch):
     """Each Mamba-2 tile is pulled back by `Mamba2Mixer.tile_vjp`: out_proj runs once per tile and
-    scan (in the forward pass), its pull-back is one matmul; the gradient is autograd's."""
+    scan (in the forward pass), its pull-back is one matmul; in_proj too when every layer's output
+    of it is kept, else (slim residuals, with recompute segments) in_proj runs again in the
+    reverse pass; the gradient is autograd's either way."""
     from pgf.models.mamba2 import Mamba2Mixer
 
-    calls = {"out_proj": 0, "tile_vjp": 0}
+    calls = {"in_proj": 0, "out_proj": 0, "tile_vjp": 0}
     mixers = [m for m in bidirectional.modules() if isinstance(m, Mamba2Mixer)]
-    projections = {id(m.out_proj): m.out_proj for m in mixers}.values()  # tied between directions: one hook each
-    hooks = [p.register_forward_hook(lambda *_: calls.__setitem__("out_proj", calls["out_proj"] + 1))
-             for p in projections]
+    hooks = []
+    for name in ("in_proj", "out_proj"):
+        projections = {id(getattr(m, name)): getattr(m, name) for m in mixers}.values()  # tied: one hook each
+        hooks += [p.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+                  for p in projections]
     real = Mamba2Mixer.tile_vjp
     monkeypatch.setattr(Mamba2Mixer, "tile_vjp",
                         lambda *a, **k: calls.__setitem__("tile_vjp", calls["tile_vjp"] + 1) or real(*a, **k))
     x, L, tile = onehot(163), 163, 37
     readout = parse_target("loglik", bidirectional).readout([0])
     try:
-        got = TiledEngine(tile=tile).gradient(bidirectional, x, readout).gradient
+        result = TiledEngine(tile=tile, segment=segment).gradient(bidirectional, x, readout)
     finally:
         for hook in hooks:
             hook.remove()
-    visits = sum(len(layer.scans) for layer in bidirectional.tiled_layers()) * -(-L // tile)
-    assert calls == {"out_proj": visits, "tile_vjp": visits}
-    assert relative(got, AutogradEngine().gradient(bidirectional, x, readout).gradient) <= 1e-10
+    layers = bidirectional.tiled_layers()
+    per_layer = len(layers[0].scans) * -(-L // tile)
+    visits = per_layer * len(layers)
+    forward_runs = visits + per_layer * result.recomputed_layers
+    in_proj_runs = forward_runs if segment is None else forward_runs + visits
+    assert (segment is None) == (result.recomputed_layers == 0)
+    assert calls == {"in_proj": in_proj_runs, "out_proj": forward_runs, "tile_vjp": visits}
+    assert relative(result.gradient, AutogradEngine().gradient(bidirectional, x, readout).gradient) <= 1e-10

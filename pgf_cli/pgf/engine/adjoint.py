@@ -3,8 +3,9 @@
 Forward pass: the stream entering every layer is kept (L x width per layer; on
 host memory with offload), every scan's carried state at the start of every
 tile, and each scan tile's residual (the compiled kernels' chunk states, see
-`_ResidualRecorder`); where that does not fit, only every few layers' inputs,
-the others run forward again in the reverse pass (`keep_plan`). Reverse pass, last layer first: the cotangent of the
+`_ResidualRecorder`, and the mixers' input projections where every layer's fit,
+`_plan`); where that does not fit, only every few layers' inputs, the others
+run forward again in the reverse pass (`keep_plan`). Reverse pass, last layer first: the cotangent of the
 layer's output is pulled back through its pointwise parts tile by tile and
 through each scan tile by tile against the scan's direction (right to left for
 causal scans, left to right for anti-causal ones), one tile at a time from its
@@ -24,7 +25,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from pgf.engine.base import GradientResult
 from pgf.engine.keep_plan import KeepPlan, bytes_held, memory_budget, plan_for
-from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer
+from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer, slim_residual
 from pgf.engine.streaming import layer_sweep
 from pgf.engine.tile_primitives import ProgressCounter, TileOutput, Tiles, frozen, map_tiles, sweep_order
 
@@ -94,9 +95,12 @@ def adjoint_gradient(
             stream = map_tiles(model.embed, onehot, tiles)
             store.decide(len(layers), stream)
             plan = None if segment is None else KeepPlan(len(layers), segment)
+            # layers [0, full) keep full residuals, the others slim ones (`_plan`)
+            full = len(layers) if plan is None or plan.keeps_all else 0
             for index, layer in enumerate(layers):
                 if plan is None or plan.kept_whole(index):
-                    kept[index] = _Kept(store.store(stream), *_layer_forward(layer, stream, tiles, store, counter, backend))
+                    kept[index] = _Kept(store.store(stream),
+                                        *_layer_forward(layer, stream, tiles, store, counter, backend, index >= full))
                     stream = kept[index].output
                     kept[index].output = None
                 else:
@@ -104,9 +108,7 @@ def adjoint_gradient(
                         kept[index] = _Kept(store.store(stream))
                     stream = layer_sweep(layer, stream, tiles, counter=counter, backend=backend)
                 if plan is None:
-                    first = kept[0]
-                    plan = plan_for(len(layers), bytes_held(first.input), bytes_held(first.input, first.starts, first.residuals),
-                                    memory_budget(onehot.device, store.active))
+                    plan, full = _plan(len(layers), kept[0], memory_budget(onehot.device, store.active))
                     if not plan.kept_whole(0):
                         kept[0] = _Kept(kept[0].input)
                     counter.total += len(tiles) * sum(len(layers[i].scans) for i in range(plan.recomputed_layers))
@@ -135,7 +137,7 @@ def adjoint_gradient(
                     stream = kept[span.start].input.to(onehot.device, non_blocking=True)
                     for index in span:
                         kept[index] = _Kept(store.store(stream),
-                                            *_layer_forward(layers[index], stream, tiles, store, counter, backend))
+                                            *_layer_forward(layers[index], stream, tiles, store, counter, backend, True))
                         stream = kept[index].output
                         kept[index].output = None
                     del stream
@@ -153,6 +155,27 @@ def adjoint_gradient(
                           recomputed_layers=plan.recomputed_layers)
 
 
+def _plan(n_layers: int, first: _Kept, budget: float | None) -> tuple[KeepPlan, int]:
+    """The plan from what the first layer kept (full residuals), and how many layers, first
+    first, keep full residuals; the first layer's are slimmed in place when that is 0. Slim
+    residuals decide the plan: recomputing a projection costs less than recomputing a layer, so
+    full residuals never cost a segment; they take what the budget has left once every layer is
+    kept slim."""
+    slim_residuals = [{span: slim_residual(r) for span, r in by_tile.items()} for by_tile in first.residuals]
+    full_bytes = bytes_held(first.input, first.starts, first.residuals)
+    slim_bytes = bytes_held(first.input, first.starts, slim_residuals)
+    plan = plan_for(n_layers, bytes_held(first.input), slim_bytes, budget)
+    if not plan.keeps_all:
+        full = 0
+    elif budget is None or full_bytes <= slim_bytes:
+        full = n_layers
+    else:
+        full = max(0, min(n_layers, int((budget - n_layers * slim_bytes) // (full_bytes - slim_bytes))))
+    if full == 0:
+        first.residuals = slim_residuals
+    return plan, full
+
+
 class _Kept:
     """What the forward pass keeps of one layer: its input, and (kept whole) its output until the
     next layer takes it, its scans' tile-start states and residuals."""
@@ -168,15 +191,16 @@ class _ResidualRecorder:
     CPU and the Triton kernels both keep their chunk states, E N / chunk per position: a quarter to
     a half of the layer inputs' memory, which `keep_plan` counts), offloaded with the layer inputs."""
 
-    def __init__(self, scan: Scan, n_tiles: int, backend: Backend, store: Offload):
+    def __init__(self, scan: Scan, n_tiles: int, backend: Backend, store: Offload, slim: bool = False):
         self.scan, self.reverse, self.n_tiles, self.backend, self.store = scan, scan.reverse, n_tiles, backend, store
+        self.slim = slim
         self.residuals: list[object] = []
         self.arenas: list[torch.Tensor | None] | None = None
 
     def tile(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
         """The scan's tile function, recording the tile's residual."""
         out, new_state, residual = self.scan.tile_saving(x_tile, state, self.backend)
-        self.residuals.append(self._in_arena(residual))
+        self.residuals.append(self._in_arena(slim_residual(residual) if self.slim else residual))
         return out, new_state
 
     def _in_arena(self, residual: object) -> object:
@@ -203,12 +227,13 @@ class _ResidualRecorder:
 
 
 def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offload, counter: ProgressCounter,
-                   backend: Backend):
+                   backend: Backend, slim: bool = False):
     """The layer's output stream, each scan's state at the start of each tile it visits, and each
-    scan's residuals by tile (what its mixer keeps to be pulled back through without a recompute)."""
+    scan's residuals by tile (what its mixer keeps to be pulled back through without a recompute;
+    `slim`: without what only saves recomputation)."""
     layer_starts: list[StartStates] = [{} for _ in layer.scans]
     saved: dict[int, tuple[torch.Tensor, ...]] = {}
-    saving = [_ResidualRecorder(scan, n_tiles=len(tiles), backend=backend, store=store) for scan in layer.scans]
+    saving = [_ResidualRecorder(scan, n_tiles=len(tiles), backend=backend, store=store, slim=slim) for scan in layer.scans]
 
     def keep(number: int, index: int, span: tuple[int, int], state: ScanState) -> None:
         if index == 0:

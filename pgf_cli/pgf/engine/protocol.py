@@ -81,7 +81,9 @@ class Mixer(Protocol):
     def forward_tile_saving(self, u: torch.Tensor, state: ScanState,
                             backend: Backend = None) -> tuple[torch.Tensor, ScanState, object | None]:
         """`forward_tile` without autograd, and a residual for `tile_vjp` (None: the adjoint
-        recomputes the tile under autograd instead)."""
+        recomputes the tile under autograd instead). A residual may also keep what only saves
+        recomputation (a projection's output); its `slim()` then returns it without that part,
+        which the adjoint asks for when memory is short (`slim_residual`)."""
 
     def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
                  state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
@@ -100,6 +102,12 @@ class MixerDefaults:
     def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
                  state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
         raise NotImplementedError(f"{type(self).__name__} keeps no residual; the adjoint recomputes its tiles")
+
+
+def slim_residual(residual: object) -> object:
+    """The residual without what it keeps only to save recomputation (its `slim()`), else itself."""
+    slim = getattr(residual, "slim", None)
+    return residual if slim is None else slim()
 
 
 def identity(t: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,10 @@ Per tile (b, T, d_model), from the carried `Mamba2State`:
 
 The scan runs through `pgf_kernels.ssd_scan` and the conv through `pgf_kernels.causal_conv1d`;
 everything else is differentiable torch. The adjoint pulls back through a tile with `tile_vjp`:
-everything before out_proj is recomputed under autograd (the SSD scan's chunk states are 2 to 8
-times a layer input per position, too many to keep), and out_proj, linear, is pulled back by one
-matmul without being run again.
+everything between in_proj and out_proj is recomputed under autograd (the SSD scan's chunk states
+are 2 to 8 times a layer input per position, too many to keep); in_proj's output is kept when
+memory allows (`Mamba2Residual`; about 4.4 times the layer input), else in_proj runs again; the
+linear projections are pulled back by one matmul each.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ class Mamba2State(NamedTuple):
 
 
 class Mamba2Residual(NamedTuple):
-    """What a Mamba-2 tile keeps for its VJP: nothing (its scan is recomputed, see the module's docstring)."""
+    """What a Mamba-2 tile keeps for its VJP: in_proj's output (b, T, d_in_proj), or None (slim:
+    in_proj runs again). Its scan is recomputed either way (see the module's docstring)."""
+
+    projected: torch.Tensor | None = None
+
+    def slim(self) -> Mamba2Residual:
+        return Mamba2Residual()
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -143,43 +150,50 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
 
     def forward_tile(self, u: torch.Tensor, state: Mamba2State, backend: Backend = None) -> tuple[torch.Tensor, Mamba2State]:
         """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
-        y, new_state = self._before_out_proj(u, Mamba2State(*state), backend)
+        y, new_state = self._between_projections(self.in_proj(u), Mamba2State(*state), backend)
         return self.out_proj(y), new_state
 
     def forward_tile_saving(self, u: torch.Tensor, state: Mamba2State,
                             backend: Backend = None) -> tuple[torch.Tensor, Mamba2State, Mamba2Residual]:
-        """`forward_tile` (no autograd), and the (empty) residual that routes the adjoint to `tile_vjp`."""
+        """`forward_tile` (no autograd), and the residual for `tile_vjp`: in_proj's output."""
         with torch.no_grad():
-            out, new_state = self.forward_tile(u, state, backend)
-        return out, new_state, Mamba2Residual()
+            projected = self.in_proj(u)
+            y, new_state = self._between_projections(projected, Mamba2State(*state), backend)
+            return self.out_proj(y), new_state, Mamba2Residual(projected)
 
     def tile_vjp(self, u: torch.Tensor, state: Mamba2State, residual: Mamba2Residual, out_bar: torch.Tensor,
                  state_bar: Mamba2State | None, backend: Backend = None) -> tuple[torch.Tensor, Mamba2State]:
-        """(d/d u, d/d state) of <out_bar, out> + <state_bar, state after> for one tile: the parts before
-        out_proj recomputed under autograd, out_proj pulled back as out_bar · W."""
+        """(d/d u, d/d state) of <out_bar, out> + <state_bar, state after> for one tile: the parts between
+        the projections recomputed under autograd from in_proj's kept output (or from in_proj run
+        again, slim residual); out_proj pulled back as out_bar · W_out, in_proj as its cotangent · W_in."""
         state = Mamba2State(*state)
         with torch.enable_grad():
-            u = u.detach().requires_grad_(True)
             before = Mamba2State(*(t.detach().requires_grad_(True) for t in state))
-            y, after = self._before_out_proj(u, before, backend)
+            kept = residual.projected is not None
+            leaf = (residual.projected.to(u.device) if kept else u).detach().requires_grad_(True)
+            y, after = self._between_projections(leaf if kept else self.in_proj(leaf), before, backend)
         outputs = [y]
         grads = [(out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(y.dtype)]
         if state_bar is not None:
             outputs += list(after)
             grads += [g.to(t.dtype) for g, t in zip(state_bar, after)]
-        u_bar, conv_bar, ssm_bar = torch.autograd.grad(outputs, [u, *before], grads, allow_unused=True)
+        leaf_bar, conv_bar, ssm_bar = torch.autograd.grad(outputs, [leaf, *before], grads, allow_unused=True)
+        if kept:
+            leaf_bar = (leaf_bar.to(self.in_proj.weight.dtype) @ self.in_proj.weight).to(u.dtype)
         zeros = lambda g, t: torch.zeros_like(t) if g is None else g  # noqa: E731
-        return u_bar, Mamba2State(conv=zeros(conv_bar, before.conv), ssm=zeros(ssm_bar, before.ssm))
+        return leaf_bar, Mamba2State(conv=zeros(conv_bar, before.conv), ssm=zeros(ssm_bar, before.ssm))
 
-    def _before_out_proj(self, u: torch.Tensor, state: Mamba2State, backend: Backend) -> tuple[torch.Tensor, Mamba2State]:
-        """The tile up to out_proj's input (b, T, d_inner) in u's dtype, and the state after it."""
-        b, T, _ = u.shape
+    def _between_projections(self, projected: torch.Tensor, state: Mamba2State,
+                             backend: Backend) -> tuple[torch.Tensor, Mamba2State]:
+        """From in_proj's output (b, T, d_in_proj) to out_proj's input (b, T, d_inner) in its dtype,
+        and the state after the tile."""
+        b, T, _ = projected.shape
         H, P, G, N = self.nheads, self.headdim, self.ngroups, self.d_state
-        z0, x0, z, xBC, dt = torch.split(self.in_proj(u), [self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, H], dim=-1)
+        z0, x0, z, xBC, dt = torch.split(projected, [self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, H], dim=-1)
         conv_state = self._conv_tail(xBC, state.conv)
         xBC = causal_conv1d(xBC, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)
         x, B, C = torch.split(xBC, [self.d_ssm, G * N, G * N], dim=-1)
-        work = work_dtype(u)
+        work = work_dtype(projected)
         dt = F.softplus(dt.to(work) + self.dt_bias.to(work))
         if self.dt_limit != (0.0, math.inf):
             dt = dt.clamp(min=self.dt_limit[0], max=self.dt_limit[1])
@@ -194,7 +208,7 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
         y = self.norm(y, z.to(work)) if self.rmsnorm else y * F.silu(z.to(work))
         if self.d_mlp:
             y = torch.cat([F.silu(z0.to(work)) * x0.to(work), y], dim=-1)
-        return y.to(u.dtype), Mamba2State(conv=conv_state, ssm=ssm_state)
+        return y.to(projected.dtype), Mamba2State(conv=conv_state, ssm=ssm_state)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""
