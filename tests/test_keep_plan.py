@@ -97,10 +97,10 @@ def test_the_plan_is_chosen_from_the_memory_budget(monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["caduceus-ps", "caduceus-ps-mamba2"])
-def test_full_residuals_take_what_the_budget_leaves_once_every_layer_is_kept_slim(kind, monkeypatch):
-    """The mixers' residuals keep in_proj's output in as many layers as the budget leaves room for
-    once every layer is kept with slim residuals (in_proj runs again in the reverse pass); a plan
-    that cannot keep every layer keeps slim residuals only; the gradient is autograd's in each case."""
+def test_full_residuals_are_kept_only_when_every_layers_fit(kind, monkeypatch):
+    """The mixers' residuals keep in_proj's output when every layer's fits the budget; else every
+    layer keeps slim residuals (in_proj runs again in the reverse pass), and layers are recomputed
+    only when even those do not fit; the gradient is autograd's in each case."""
     from pgf.models.mamba import MambaMixer
     from pgf.models.mamba2 import Mamba2Mixer
 
@@ -127,9 +127,10 @@ def test_full_residuals_take_what_the_budget_leaves_once_every_layer_is_kept_sli
 
     try:
         assert run(1e15) == (0, 0)
-        full, slim = measured[:2]  # one layer's footprint with full, then slim residuals
+        slim, full = measured[:2]  # one layer's footprint with slim, then full residuals
         assert slim < full
-        assert run(N_LAYER * slim + 2 * (full - slim)) == (0, (N_LAYER - 2) * per_layer)
+        assert run(N_LAYER * full) == (0, 0)
+        assert run(N_LAYER * full - 1) == (0, N_LAYER * per_layer)
         assert run(N_LAYER * slim) == (0, N_LAYER * per_layer)
         recomputed, again = run(N_LAYER * slim - 1)
         assert recomputed > 0 and again == N_LAYER * per_layer

@@ -95,7 +95,7 @@ def adjoint_gradient(
             stream = map_tiles(model.embed, onehot, tiles)
             store.decide(len(layers), stream)
             plan = None if segment is None else KeepPlan(len(layers), segment)
-            # layers [0, full) keep full residuals, the others slim ones (`_plan`)
+            # layers [0, full) keep full residuals, the others slim ones (`_plan`: all or none)
             full = len(layers) if plan is None or plan.keeps_all else 0
             for index, layer in enumerate(layers):
                 if plan is None or plan.kept_whole(index):
@@ -156,24 +156,19 @@ def adjoint_gradient(
 
 
 def _plan(n_layers: int, first: _Kept, budget: float | None) -> tuple[KeepPlan, int]:
-    """The plan from what the first layer kept (full residuals), and how many layers, first
-    first, keep full residuals; the first layer's are slimmed in place when that is 0. Slim
-    residuals decide the plan: recomputing a projection costs less than recomputing a layer, so
-    full residuals never cost a segment; they take what the budget has left once every layer is
-    kept slim."""
+    """The plan from what the first layer kept (full residuals), and how many layers keep full
+    residuals: all when every layer's fit the budget, else none (the first layer's are slimmed
+    in place). Slim residuals decide the plan, so full ones never cost a recomputed segment; and
+    none are kept when not all fit, since each costs several layer inputs of memory for a few
+    percent of the time (kept lean, a long region leaves memory to other work)."""
     slim_residuals = [{span: slim_residual(r) for span, r in by_tile.items()} for by_tile in first.residuals]
-    full_bytes = bytes_held(first.input, first.starts, first.residuals)
     slim_bytes = bytes_held(first.input, first.starts, slim_residuals)
+    full_bytes = bytes_held(first.input, first.starts, first.residuals)
     plan = plan_for(n_layers, bytes_held(first.input), slim_bytes, budget)
-    if not plan.keeps_all:
-        full = 0
-    elif budget is None or full_bytes <= slim_bytes:
-        full = n_layers
-    else:
-        full = max(0, min(n_layers, int((budget - n_layers * slim_bytes) // (full_bytes - slim_bytes))))
-    if full == 0:
-        first.residuals = slim_residuals
-    return plan, full
+    if plan.keeps_all and (budget is None or n_layers * full_bytes <= budget):
+        return plan, n_layers
+    first.residuals = slim_residuals
+    return plan, 0
 
 
 class _Kept:
