@@ -96,22 +96,20 @@ def test_the_plan_is_chosen_from_the_memory_budget(monkeypatch):
     assert TiledEngine(tile=32).gradient(model, x, readout).recomputed_layers == 0
 
 
-@pytest.mark.parametrize("kind", ["caduceus-ps", "caduceus-ps-mamba2"])
-def test_full_residuals_are_kept_only_when_every_layers_fit(kind, monkeypatch):
+def test_full_residuals_are_kept_only_when_every_layers_fit(monkeypatch):
     """The mixers' residuals keep in_proj's output when every layer's fits the budget; else every
     layer keeps slim residuals (in_proj runs again in the reverse pass), and layers are recomputed
     only when even those do not fit; the gradient is autograd's in each case."""
-    from pgf.models.mamba import MambaMixer
     from pgf.models.mamba2 import Mamba2Mixer
 
-    model = deep(kind)
+    model = deep("caduceus-ps-mamba2")
     x, tile = onehot(120, seed=4), 32
     readout = parse_target("loglik", model).readout([0])
     truth = AutogradEngine().gradient(model, x, readout).gradient
     per_layer = len(model.tiled_layers()[0].scans) * -(-120 // tile)
     runs = [0]
     hooks = [m.in_proj.register_forward_hook(lambda *_: runs.__setitem__(0, runs[0] + 1))
-             for m in {id(m.in_proj): m for m in model.modules() if isinstance(m, (MambaMixer, Mamba2Mixer))}.values()]
+             for m in {id(m.in_proj): m for m in model.modules() if isinstance(m, Mamba2Mixer)}.values()]
     measured = []
     real_bytes_held = adjoint.bytes_held
     monkeypatch.setattr(adjoint, "bytes_held", lambda *a: measured.append(real_bytes_held(*a)) or measured[-1])

@@ -40,17 +40,6 @@ class MixerState(NamedTuple):
     ssm: torch.Tensor  # (b, E, N): the scan state, fp32 (or fp64)
 
 
-class MambaResidual(NamedTuple):
-    """What a Mamba-1 tile keeps for its VJP: the scan kernel's residual (its chunk states) and
-    in_proj's output (b, T, 2E), or None (slim: in_proj runs again in the reverse pass)."""
-
-    scan: object
-    projected: torch.Tensor | None = None
-
-    def slim(self) -> MambaResidual:
-        return MambaResidual(self.scan)
-
-
 class MambaMixer(MixerDefaults, nn.Module):
     """One causal selective-SSM mixer: (b, L, d_model) -> (b, L, d_model); a `pgf.engine.Mixer`."""
 
@@ -99,10 +88,9 @@ class MambaMixer(MixerDefaults, nn.Module):
             ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=state_dtype, device=like.device),
         )
 
-    def _scan_inputs(self, projected: torch.Tensor, state: MixerState, backend: Backend):
-        """The tile's pointwise part after in_proj (`projected`, (b, T, 2E)): (x, delta, A, B, C, z)
-        for the scan, and the conv state after the tile."""
-        x, z = projected.chunk(2, dim=-1)
+    def _scan_inputs(self, hidden: torch.Tensor, state: MixerState, backend: Backend):
+        """The tile's pointwise part: (x, delta, A, B, C, z) for the scan, and the conv state after it."""
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
         # the conv state after the tile: its last K-1 inputs (a copy, not a view: a saved state
         # must not keep the whole tile alive)
         recent = torch.cat([state.conv.to(x.dtype), x[:, max(0, x.shape[1] - (self.d_conv - 1)) :].transpose(1, 2)], dim=2)
@@ -117,47 +105,40 @@ class MambaMixer(MixerDefaults, nn.Module):
                      backend: Backend = None) -> tuple[torch.Tensor, MixerState]:
         """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
         state = MixerState(*state)
-        (x, delta, A, B, C, z), conv_state = self._scan_inputs(self.in_proj(hidden), state, backend)
+        (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state, backend)
         y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm, backend=backend)
         return self.out_proj(y.to(hidden.dtype)), MixerState(conv=conv_state, ssm=ssm_state)
 
     def forward_tile_saving(self, hidden: torch.Tensor, state: MixerState, backend: Backend = None):
         """`forward_tile` (no autograd), and the residual `tile_vjp` needs to pull cotangents back
-        through this tile without running its scan again (None with the reference scan): a
-        `MambaResidual`."""
+        through this tile without running its scan again (None with the reference scan)."""
         state = MixerState(*state)
         with torch.no_grad():
-            projected = self.in_proj(hidden)
-            (x, delta, A, B, C, z), conv_state = self._scan_inputs(projected, state, backend)
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state, backend)
             y, ssm_state, residual = selective_scan_saving(x, delta, A, B, C, self.D, z, h0=state.ssm, backend=backend)
             out = self.out_proj(y.to(hidden.dtype))
-        return out, MixerState(conv=conv_state, ssm=ssm_state), None if residual is None else MambaResidual(residual, projected)
+        return out, MixerState(conv=conv_state, ssm=ssm_state), residual
 
     def tile_vjp(self, hidden: torch.Tensor, state: MixerState, residual, out_bar: torch.Tensor,
                  state_bar: MixerState | None, backend: Backend = None) -> tuple[torch.Tensor, MixerState]:
         """(d/d hidden, d/d state) of <out_bar, out> + <state_bar, state after> for the tile that gave
         `residual`: the pointwise parts are recomputed under autograd, the scan is not (its adjoint
-        kernel starts from the residual's chunk states); in_proj is not either when its output was
-        kept; out = out_proj(y) and in_proj's output are linear in y and hidden."""
-        state, residual = MixerState(*state), MambaResidual(*residual)
-        kept = residual.projected is not None
+        kernel starts from the residual's chunk states); out = out_proj(y) is linear in y."""
+        state = MixerState(*state)
         with torch.enable_grad():
-            leaf = (residual.projected.to(hidden.device) if kept else hidden).detach().requires_grad_(True)
+            hidden = hidden.detach().requires_grad_(True)
             conv_in = state.conv.detach().requires_grad_(True)
-            projected = leaf if kept else self.in_proj(leaf)
-            (x, delta, A, B, C, z), conv_state = self._scan_inputs(projected, MixerState(conv_in, state.ssm), backend)
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, MixerState(conv_in, state.ssm), backend)
         dy = (out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(x.dtype)
         ssm_bar = None if state_bar is None else MixerState(*state_bar).ssm
-        dx, ddelta, dB, dC, dz, dh0 = selective_scan_vjp(residual.scan, x.detach(), delta.detach(), A, B.detach(),
+        dx, ddelta, dB, dC, dz, dh0 = selective_scan_vjp(residual, x.detach(), delta.detach(), A, B.detach(),
                                                          C.detach(), self.D, z.detach(), dy, ssm_bar)
         outputs, grads = [x, delta, B, C, z], [dx, ddelta, dB, dC, dz]
         if state_bar is not None:
             outputs.append(conv_state)
             grads.append(MixerState(*state_bar).conv)
-        leaf_bar, conv_bar = torch.autograd.grad(outputs, [leaf, conv_in], grads, allow_unused=True)
-        if kept:
-            leaf_bar = (leaf_bar.to(self.in_proj.weight.dtype) @ self.in_proj.weight).to(hidden.dtype)
-        return leaf_bar, MixerState(conv=torch.zeros_like(conv_in) if conv_bar is None else conv_bar, ssm=dh0)
+        hidden_bar, conv_bar = torch.autograd.grad(outputs, [hidden, conv_in], grads, allow_unused=True)
+        return hidden_bar, MixerState(conv=torch.zeros_like(conv_in) if conv_bar is None else conv_bar, ssm=dh0)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""
