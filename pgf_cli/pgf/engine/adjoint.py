@@ -3,8 +3,8 @@
 Forward pass: the stream entering every layer is kept (L x width per layer; on
 host memory with offload), every scan's carried state at the start of every
 tile, and each scan tile's residual (the compiled kernels' chunk states, see
-`_ResidualRecorder`, and the mixers' input projections where every layer's fit,
-`_plan`); where that does not fit, only every few layers' inputs, the others
+`_ResidualRecorder`, and Mamba-2 mixers' in_proj outputs where every layer's
+fit, `_plan`); where that does not fit, only every few layers' inputs, the others
 run forward again in the reverse pass (`keep_plan`). Reverse pass, last layer first: the cotangent of the
 layer's output is pulled back through its pointwise parts tile by tile and
 through each scan tile by tile against the scan's direction (right to left for
@@ -95,12 +95,12 @@ def adjoint_gradient(
             stream = map_tiles(model.embed, onehot, tiles)
             store.decide(len(layers), stream)
             plan = None if segment is None else KeepPlan(len(layers), segment)
-            # layers [0, full) keep full residuals, the others slim ones (`_plan`: all or none)
-            full = len(layers) if plan is None or plan.keeps_all else 0
+            # residuals without what only saves recomputation, in every layer or none (`_plan`)
+            slim = plan is not None and not plan.keeps_all
             for index, layer in enumerate(layers):
                 if plan is None or plan.kept_whole(index):
                     kept[index] = _Kept(store.store(stream),
-                                        *_layer_forward(layer, stream, tiles, store, counter, backend, index >= full))
+                                        *_layer_forward(layer, stream, tiles, store, counter, backend, slim))
                     stream = kept[index].output
                     kept[index].output = None
                 else:
@@ -108,7 +108,7 @@ def adjoint_gradient(
                         kept[index] = _Kept(store.store(stream))
                     stream = layer_sweep(layer, stream, tiles, counter=counter, backend=backend)
                 if plan is None:
-                    plan, full = _plan(len(layers), kept[0], memory_budget(onehot.device, store.active))
+                    plan, slim = _plan(len(layers), kept[0], memory_budget(onehot.device, store.active))
                     if not plan.kept_whole(0):
                         kept[0] = _Kept(kept[0].input)
                     counter.total += len(tiles) * sum(len(layers[i].scans) for i in range(plan.recomputed_layers))
@@ -137,7 +137,7 @@ def adjoint_gradient(
                     stream = kept[span.start].input.to(onehot.device, non_blocking=True)
                     for index in span:
                         kept[index] = _Kept(store.store(stream),
-                                            *_layer_forward(layers[index], stream, tiles, store, counter, backend, True))
+                                            *_layer_forward(layers[index], stream, tiles, store, counter, backend, slim))
                         stream = kept[index].output
                         kept[index].output = None
                     del stream
@@ -155,20 +155,20 @@ def adjoint_gradient(
                           recomputed_layers=plan.recomputed_layers)
 
 
-def _plan(n_layers: int, first: _Kept, budget: float | None) -> tuple[KeepPlan, int]:
-    """The plan from what the first layer kept (full residuals), and how many layers keep full
-    residuals: all when every layer's fit the budget, else none (the first layer's are slimmed
+def _plan(n_layers: int, first: _Kept, budget: float | None) -> tuple[KeepPlan, bool]:
+    """The plan from what the first layer kept (full residuals), and whether residuals are slim:
+    full only when every layer's fit the budget, else slim everywhere (the first layer's slimmed
     in place). Slim residuals decide the plan, so full ones never cost a recomputed segment; and
-    none are kept when not all fit, since each costs several layer inputs of memory for a few
-    percent of the time (kept lean, a long region leaves memory to other work)."""
+    none are kept full when not all fit, since each costs several layer inputs of memory for a
+    few percent of the time (kept lean, a long region leaves memory to other work)."""
     slim_residuals = [{span: slim_residual(r) for span, r in by_tile.items()} for by_tile in first.residuals]
     slim_bytes = bytes_held(first.input, first.starts, slim_residuals)
     full_bytes = bytes_held(first.input, first.starts, first.residuals)
     plan = plan_for(n_layers, bytes_held(first.input), slim_bytes, budget)
     if plan.keeps_all and (budget is None or n_layers * full_bytes <= budget):
-        return plan, n_layers
+        return plan, False
     first.residuals = slim_residuals
-    return plan, 0
+    return plan, True
 
 
 class _Kept:
