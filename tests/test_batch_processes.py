@@ -70,13 +70,32 @@ def start_and_wait_for_first_batch(command: list[str], output: Path) -> subproce
 
 def resume_and_compare(genome: Path, output: Path, single: Path) -> None:
     done = len(batches(output))
-    assert 1 <= done < len(REGIONS)
+    assert 1 <= done <= len(REGIONS)  # all: stopped between the last batch and writing OUT
     result = invoke("attribute", genome, "--model", "random-test", "--device", "cpu", "--batch-size", 1, "-o", output,
                     *REGION_ARGS, "--resume")
     assert result.exit_code == 0, result.output
     assert f"{done} of {len(REGIONS)} regions already done (skipped), {len(REGIONS) - done} to compute" in result.stderr
     assert sorted(p.name for p in output.parent.iterdir()) == [output.name]
     assert_same_groups(output, single)
+
+
+def test_a_stop_after_the_last_batch_resumes_to_the_whole_output(genome, single, tmp_path, monkeypatch):
+    """Stopped once every batch is written but before OUT is (a signal landing then): --resume
+    computes nothing and writes OUT from the batches."""
+    from pgf.workflows import attribute
+
+    output = tmp_path / "stopped.h5"
+
+    def stopped(*_, **__):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(attribute, "write_output", stopped)
+        result = invoke("attribute", genome, "--model", "random-test", "--device", "cpu", "--batch-size", 1, "-o", output,
+                        *REGION_ARGS)
+    assert result.exit_code == 130, result.output
+    assert not output.exists() and len(batches(output)) == len(REGIONS)
+    resume_and_compare(genome, output, single)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(genome, single, tmp_path):
