@@ -12,13 +12,14 @@ runs through Python loops; on a CPU that is memory traffic, not arithmetic. Thes
 keep the state of a block of channels in cache and read each input once:
 
 * work split: `numba.prange` over (batch x blocks of `block` channels); inside, a sequential
-  loop over positions. The forward keeps a block's state state-major (N, block) and runs its
-  innermost loop over the block's channels (decay, update and readout vectorised, no horizontal
-  sum per channel); the adjoint and tangent loop over channels, then states.
+  loop over positions. The forward and the adjoint keep a block's states state-major (N, block)
+  and run their innermost loops over the block's channels (decay, update, readout and the
+  adjoint's state cotangent vectorised; the adjoint's dB, dC are the only sums over channels);
+  the tangent loops over channels, then states.
 * forward: writes y, h_last and the state at every `chunk`-th position ("chunk starts",
   (b, ceil(L/chunk), E, N)); the adjoint recomputes states from them.
 * adjoint: chunks right to left; each chunk's states and decays are recomputed from its start
-  into a per-thread buffer (chunk+1, block, N), then the reverse recurrence
+  into a per-thread buffer (chunk+1, N, block), then the reverse recurrence
       lam_t = mu_t + g_t C_t,   mu_{t-1} = a_t lam_t,   mu_L = dh_last
   (g = dy * silu(z), the cotangent of the pre-gate output) gives dx, ddelta, dz, dh0 and the
   per-block partial sums of dB, dC (summed over blocks by torch, in a fixed order: the
@@ -42,9 +43,11 @@ from pgf_kernels.cpu_common import alloc, numba, run_compiled, work_dtype
 from pgf_kernels.scan import cpu_kernels
 
 DEFAULT_CHUNK = 128  # positions between saved states (adjoint recompute length)
-# the forward's work items: its innermost loop runs over a block's channels (vectorised), so wider
-# blocks run faster (E 512, N 16, 2 cores: 0.61 G state updates/s with 16 channels, 0.78 G with 32)
+# the forward's and the adjoint's work items: their innermost loops run over a block's channels
+# (vectorised), so wider blocks run faster (E 512, N 16, L 8,192, 2 cores: forward 0.61 G state
+# updates/s with 16 channels, 0.78 G with 32; adjoint 0.51 G with 16, 0.72 G with 32)
 FORWARD_BLOCK = 32
+BACKWARD_BLOCK = 32
 
 
 def _consts(work: torch.dtype):
@@ -121,7 +124,7 @@ def scan_backward(x, delta, A, B, C, D, z, starts, dy, dh_last, chunk: int | Non
     b, L, E, N = _check(x, delta, A, B, C, D, z, None)
     work = work_dtype(x)
     chunk = int(chunk or DEFAULT_CHUNK)
-    block = _block(b, E)
+    block = _block(b, E, BACKWARD_BLOCK)
     n_blocks = -(-E // block) if E else 0
     dx = alloc((b, L, E), work)
     ddt = alloc((b, L, E), work)

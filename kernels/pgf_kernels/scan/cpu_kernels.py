@@ -70,87 +70,102 @@ if available():
         x, dt, A, B, C, D, has_D, z, has_z, starts, dy, dh_last, has_dh_last, chunk, block,
         dx, ddt, dB_part, dC_part, dz, dh0, dA_part, dD_part, zero, one,
     ):
+        # state-major like the forward: states, decays and the state cotangent of a block are
+        # (N, block), so every inner loop runs over the block's channels (vectorised); the
+        # per-state sums over channels (dB, dC) are the only horizontal reductions
         b, L, E = x.shape
         N = A.shape[1]
         n_blocks = (E + block - 1) // block
         n_chunks = (L + chunk - 1) // chunk
         for job in prange(b * n_blocks):
             bi = job // n_blocks
-            k = job % n_blocks
-            e0 = k * block
+            kb = job % n_blocks
+            e0 = kb * block
             e1 = min(E, e0 + block)
             nb = e1 - e0
-            hs = np.empty((chunk + 1, nb, N), dtype=dh0.dtype)  # states h_{t0-1} .. h_{t1-1}
-            ds = np.empty((chunk, nb, N), dtype=dh0.dtype)  # decays a_t
-            mu = np.zeros((nb, N), dtype=dh0.dtype)
-            dA = np.zeros((nb, N), dtype=dh0.dtype)
+            hs = np.empty((chunk + 1, N, nb), dtype=dh0.dtype)  # states h_{t0-1} .. h_{t1-1}
+            ds = np.empty((chunk, N, nb), dtype=dh0.dtype)  # decays a_t
+            At = np.empty((N, nb), dtype=dh0.dtype)
+            mu = np.zeros((N, nb), dtype=dh0.dtype)
+            dA = np.zeros((N, nb), dtype=dh0.dtype)
             dD = np.zeros(nb, dtype=dh0.dtype)
-            dBt = np.empty(N, dtype=dh0.dtype)
-            dCt = np.empty(N, dtype=dh0.dtype)
-            if has_dh_last:
-                for e in range(e0, e1):
-                    for n in range(N):
-                        mu[e - e0, n] = dh_last[bi, e, n]
+            d = np.empty(nb, dtype=dh0.dtype)
+            xv = np.empty(nb, dtype=dh0.dtype)
+            g = np.empty(nb, dtype=dh0.dtype)
+            u = np.empty(nb, dtype=dh0.dtype)
+            sB = np.empty(nb, dtype=dh0.dtype)
+            sA = np.empty(nb, dtype=dh0.dtype)
+            for n in range(N):
+                for k in range(nb):
+                    At[n, k] = A[e0 + k, n]
+                    if has_dh_last:
+                        mu[n, k] = dh_last[bi, e0 + k, n]
             for c in range(n_chunks - 1, -1, -1):
                 t0 = c * chunk
                 t1 = min(L, t0 + chunk)
-                for e in range(e0, e1):
+                for k in range(nb):
                     for n in range(N):
-                        hs[0, e - e0, n] = starts[bi, c, e, n]
+                        hs[0, n, k] = starts[bi, c, e0 + k, n]
                 for t in range(t0, t1):
                     i = t - t0
-                    for e in range(e0, e1):
-                        d = dt[bi, t, e]
-                        u = d * x[bi, t, e]
-                        for n in range(N):
-                            a = fast_exp(d * A[e, n])
-                            ds[i, e - e0, n] = a
-                            hs[i + 1, e - e0, n] = a * hs[i, e - e0, n] + u * B[bi, t, n]
+                    for k in range(nb):
+                        d[k] = dt[bi, t, e0 + k]
+                        u[k] = d[k] * x[bi, t, e0 + k]
+                    for n in range(N):
+                        bn = B[bi, t, n]
+                        for k in range(nb):
+                            a = fast_exp(d[k] * At[n, k])
+                            ds[i, n, k] = a
+                            hs[i + 1, n, k] = a * hs[i, n, k] + u[k] * bn
                 for t in range(t1 - 1, t0 - 1, -1):
                     i = t - t0
-                    for n in range(N):
-                        dBt[n] = zero
-                        dCt[n] = zero
-                    for e in range(e0, e1):
-                        j = e - e0
-                        d = dt[bi, t, e]
-                        xv = x[bi, t, e]
-                        g = dy[bi, t, e]
-                        if has_z:
-                            acc = zero
-                            for n in range(N):
-                                acc += C[bi, t, n] * hs[i + 1, j, n]
-                            if has_D:
-                                acc += D[e] * xv
-                            zv = z[bi, t, e]
-                            sg = one / (one + fast_exp(-zv))
-                            dz[bi, t, e] = g * acc * sg * (one + zv * (one - sg))
-                            g = g * zv * sg
-                        u = d * xv
-                        sB = zero
-                        sA = zero
+                    for k in range(nb):
+                        d[k] = dt[bi, t, e0 + k]
+                        xv[k] = x[bi, t, e0 + k]
+                        g[k] = dy[bi, t, e0 + k]
+                    if has_z:
+                        # the pre-gate output, then g becomes its cotangent (dy silu(z))
+                        for k in range(nb):
+                            sB[k] = D[e0 + k] * xv[k] if has_D else zero
                         for n in range(N):
-                            lam = mu[j, n] + g * C[bi, t, n]
-                            hp = hs[i, j, n]
-                            a = ds[i, j, n]
-                            dCt[n] += g * hs[i + 1, j, n]
-                            dBt[n] += lam * u
-                            sB += lam * B[bi, t, n]
-                            w = lam * hp * a
-                            sA += w * A[e, n]
-                            dA[j, n] += w * d
-                            mu[j, n] = a * lam
-                        dx[bi, t, e] = d * sB + (D[e] * g if has_D else zero)
-                        ddt[bi, t, e] = xv * sB + sA
-                        dD[j] += g * xv
+                            cn = C[bi, t, n]
+                            for k in range(nb):
+                                sB[k] += cn * hs[i + 1, n, k]
+                        for k in range(nb):
+                            zv = z[bi, t, e0 + k]
+                            sg = one / (one + fast_exp(-zv))
+                            dz[bi, t, e0 + k] = g[k] * sB[k] * sg * (one + zv * (one - sg))
+                            g[k] = g[k] * zv * sg
+                    for k in range(nb):
+                        u[k] = d[k] * xv[k]
+                        sB[k] = zero
+                        sA[k] = zero
                     for n in range(N):
-                        dB_part[bi, k, t, n] = dBt[n]
-                        dC_part[bi, k, t, n] = dCt[n]
-            for e in range(e0, e1):
-                dD_part[bi, e] = dD[e - e0]
+                        cn = C[bi, t, n]
+                        bn = B[bi, t, n]
+                        dBn = zero
+                        dCn = zero
+                        for k in range(nb):
+                            lam = mu[n, k] + g[k] * cn
+                            a = ds[i, n, k]
+                            dCn += g[k] * hs[i + 1, n, k]
+                            dBn += lam * u[k]
+                            sB[k] += lam * bn
+                            w = lam * hs[i, n, k] * a
+                            sA[k] += w * At[n, k]
+                            dA[n, k] += w * d[k]
+                            mu[n, k] = a * lam
+                        dB_part[bi, kb, t, n] = dBn
+                        dC_part[bi, kb, t, n] = dCn
+                    for k in range(nb):
+                        dx[bi, t, e0 + k] = d[k] * sB[k] + (D[e0 + k] * g[k] if has_D else zero)
+                        ddt[bi, t, e0 + k] = xv[k] * sB[k] + sA[k]
+                        dD[k] += g[k] * xv[k]
+            for k in range(nb):
+                dD_part[bi, e0 + k] = dD[k]
                 for n in range(N):
-                    dh0[bi, e, n] = mu[e - e0, n]
-                    dA_part[bi, e, n] = dA[e - e0, n]
+                    dh0[bi, e0 + k, n] = mu[n, k]
+                    dA_part[bi, e0 + k, n] = dA[n, k]
 
     @njit(parallel=True, fastmath=FASTMATH, cache=True)
     def tangent_kernel(
