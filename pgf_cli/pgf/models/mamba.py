@@ -90,7 +90,12 @@ class MambaMixer(MixerDefaults, nn.Module):
 
     def _scan_inputs(self, hidden: torch.Tensor, state: MixerState, backend: Backend):
         """The tile's pointwise part: (x, delta, A, B, C, z) for the scan, and the conv state after it."""
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        # in_proj as two products, so x and z come out contiguous (the conv and scan kernels would
+        # otherwise copy each half of one (b, T, 2E) output)
+        weight, bias = self.in_proj.weight, self.in_proj.bias
+        E = self.d_inner
+        x = F.linear(hidden, weight[:E], None if bias is None else bias[:E])
+        z = F.linear(hidden, weight[E:], None if bias is None else bias[E:])
         # the conv state after the tile: its last K-1 inputs (a copy, not a view: a saved state
         # must not keep the whole tile alive)
         recent = torch.cat([state.conv.to(x.dtype), x[:, max(0, x.shape[1] - (self.d_conv - 1)) :].transpose(1, 2)], dim=2)
