@@ -170,6 +170,7 @@ CPU_CASES = [
     (63, 5, 3, 2, False, False, False, 16),
     (1000, 20, 4, 1, True, False, True, None),  # several channel blocks, 1000 % 128 != 0
     (1000, 4, 3, 2, False, True, False, 7),
+    (300, 150, 3, 1, True, True, True, 64),  # full 64-channel blocks and a 22-channel remainder on any thread count
 ]
 
 
