@@ -291,10 +291,12 @@ def test_cpu_vmap_of_jvp_with_K_directions_equals_a_loop(L, K):
         assert rel(yd[k], yd_r) <= 1e-10 and rel(hd[k], hd_r) <= 1e-10
 
 
+@pytest.mark.parametrize("L, E, N, batch", [(70, 4, 3, 2), (300, 150, 3, 1)], ids=["small", "64-channel-blocks"])
 @needs_numba
-def test_cpu_jvp_with_parameter_tangents():
-    """Tangents of A and D too (the kernel supports them)."""
-    inputs = cpu_inputs(70, 4, 3, 2, seed=11)
+def test_cpu_jvp_with_parameter_tangents(L, E, N, batch):
+    """Tangents of A and D too (the kernel supports them); positions beyond one span of the
+    kernel's primal-then-directions loop, full channel blocks and a remainder."""
+    inputs = cpu_inputs(L, E, N, batch, seed=11)
     g = torch.Generator().manual_seed(12)
     tangents = tuple(torch.randn(t.shape, generator=g, dtype=t.dtype) for t in inputs)
     _, (yd, hd) = jvp(lambda *a: cpu(*a, chunk=16), inputs, tangents)

@@ -15,7 +15,8 @@ keep the state of a block of channels in cache and read each input once:
   loop over positions. The forward and the adjoint keep a block's states state-major (N, block)
   and run their innermost loops over the block's channels (decay, update, readout and the
   adjoint's state cotangent vectorised; the adjoint's dB, dC are the only sums over channels);
-  the tangent loops over channels, then states.
+  so does the tangent, which takes positions `TANGENT_SPAN` at a time: the primal's decays,
+  states and gates over the span, then each direction over it (few input streams at once).
 * forward: writes y, h_last and the state at every `chunk`-th position ("chunk starts",
   (b, ceil(L/chunk), E, N)); the adjoint recomputes states from them.
 * adjoint: chunks right to left; each chunk's states and decays are recomputed from its start
@@ -49,6 +50,11 @@ DEFAULT_CHUNK = 128  # positions between saved states (adjoint recompute length)
 # 128 channels: forward 1.52 / 1.51 / 1.75 / 1.70, adjoint 0.71 / 0.75 / 0.89 / 0.93)
 FORWARD_BLOCK = 64
 BACKWARD_BLOCK = 64
+TANGENT_BLOCK = 64
+# the tangent's positions per span (its primal buffers: 3 x span x N x block values): K 16, one
+# 2,048-position tile, 2 cores, G tangent-state updates/s before spans -> with spans of 32:
+# E 64, N 8 (the built-in model) 0.82 -> 1.1-1.4; E 512, N 16 (Caduceus) 0.99 -> 1.3
+TANGENT_SPAN = 32
 
 
 def _consts(work: torch.dtype):
@@ -201,6 +207,6 @@ def scan_tangent(x, delta, A, B, C, D, z, h0, tangents, K: int | None = None):
     flat = [v for pair in tans for v in pair]
     run_compiled(
         cpu_kernels.tangent_kernel,
-        *arrays, Dn, has_D, zn, has_z, h0n, has_h0, *flat, K, _block(b, E), yd.numpy(), hd.numpy(), *_consts(work),
+        *arrays, Dn, has_D, zn, has_z, h0n, has_h0, *flat, K, _block(b, E, TANGENT_BLOCK), TANGENT_SPAN, yd.numpy(), hd.numpy(), *_consts(work),
     )
     return yd.to(x.dtype), hd

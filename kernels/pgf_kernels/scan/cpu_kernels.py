@@ -171,8 +171,13 @@ if available():
     def tangent_kernel(
         x, dt, A, B, C, D, has_D, z, has_z, h0, has_h0,
         xd, has_xd, dtd, has_dtd, Ad, has_Ad, Bd, has_Bd, Cd, has_Cd, Dd, has_Dd, zd, has_zd, h0d, has_h0d,
-        K, block, yd, hd_last, zero, one,
+        K, block, span, yd, hd_last, zero, one,
     ):
+        # state-major like the forward: the primal state (N, block) and the K tangent states
+        # (K, N, block) of a block; every inner loop runs over the block's channels (vectorised).
+        # Positions go `span` at a time: the primal's decays, states and gates for the span first,
+        # then each direction over the span, so a direction's inputs are read as a few sequential
+        # streams (all K directions per position would be 6 K streams at once, too many to prefetch)
         b, L, E = x.shape
         N = A.shape[1]
         n_blocks = (E + block - 1) // block
@@ -181,81 +186,99 @@ if available():
             e0 = (job % n_blocks) * block
             e1 = min(E, e0 + block)
             nb = e1 - e0
-            h = np.zeros((nb, N), dtype=hd_last.dtype)
-            hd = np.zeros((nb, K, N), dtype=hd_last.dtype)  # N innermost: the state loops are contiguous
-            a_n = np.empty(N, dtype=hd_last.dtype)  # this position's decays, a h_{t-1}, h_t
-            ahp_n = np.empty(N, dtype=hd_last.dtype)
-            hv_n = np.empty(N, dtype=hd_last.dtype)
-            Bk = np.zeros((K, N), dtype=hd_last.dtype)
-            Ck = np.zeros((K, N), dtype=hd_last.dtype)
-            if has_h0:
-                for e in range(e0, e1):
-                    for n in range(N):
-                        h[e - e0, n] = h0[bi, e, n]
-            if has_h0d:
-                for kk in range(K):
-                    for e in range(e0, e1):
-                        for n in range(N):
-                            hd[e - e0, kk, n] = h0d[kk, bi, e, n]
-            for t in range(L):
-                if has_Bd:
-                    for kk in range(K):
-                        for n in range(N):
-                            Bk[kk, n] = Bd[kk, bi, t, n]
-                if has_Cd:
-                    for kk in range(K):
-                        for n in range(N):
-                            Ck[kk, n] = Cd[kk, bi, t, n]
-                for e in range(e0, e1):
-                    j = e - e0
-                    d = dt[bi, t, e]
-                    xv = x[bi, t, e]
-                    u = d * xv
-                    acc = zero
-                    for n in range(N):
-                        a = fast_exp(d * A[e, n])
-                        ahp = a * h[j, n]
-                        hv = ahp + u * B[bi, t, n]
-                        a_n[n] = a
-                        ahp_n[n] = ahp
-                        hv_n[n] = hv
-                        h[j, n] = hv
-                        acc += C[bi, t, n] * hv
-                    if has_D:
-                        acc += D[e] * xv
-                    gate = one
-                    dgate = zero
-                    if has_z:
-                        zv = z[bi, t, e]
-                        sg = one / (one + fast_exp(-zv))
-                        gate = zv * sg
-                        dgate = acc * sg * (one + zv * (one - sg))  # d(acc silu(z)) / dz
-                    for kk in range(K):
-                        # this direction's d(delta) and d(delta x); then a state loop like the primal's
-                        dd = dtd[kk, bi, t, e] if has_dtd else zero
-                        du = dd * xv + (d * xd[kk, bi, t, e] if has_xd else zero)
-                        acc_d = zero
-                        if has_Ad:
-                            for n in range(N):
-                                dlog = dd * A[e, n] + d * Ad[kk, e, n]
-                                hdv = a_n[n] * hd[j, kk, n] + dlog * ahp_n[n] + du * B[bi, t, n] + u * Bk[kk, n]
-                                hd[j, kk, n] = hdv
-                                acc_d += C[bi, t, n] * hdv + Ck[kk, n] * hv_n[n]
-                        else:
-                            for n in range(N):
-                                hdv = a_n[n] * hd[j, kk, n] + (dd * A[e, n]) * ahp_n[n] + du * B[bi, t, n] + u * Bk[kk, n]
-                                hd[j, kk, n] = hdv
-                                acc_d += C[bi, t, n] * hdv + Ck[kk, n] * hv_n[n]
-                        if has_D:
-                            acc_d += D[e] * (xd[kk, bi, t, e] if has_xd else zero)
-                            if has_Dd:
-                                acc_d += Dd[kk, e] * xv
-                        acc_d *= gate
-                        if has_z and has_zd:
-                            acc_d += dgate * zd[kk, bi, t, e]
-                        yd[kk, bi, t, e] = acc_d
+            h = np.zeros((N, nb), dtype=hd_last.dtype)
+            hd = np.zeros((K, N, nb), dtype=hd_last.dtype)
+            At = np.empty((N, nb), dtype=hd_last.dtype)
+            Adt = np.zeros((K if has_Ad else 0, N, nb), dtype=hd_last.dtype)
+            a = np.empty((span, N, nb), dtype=hd_last.dtype)  # the span's decays, a h_{t-1}, h_t
+            ahp = np.empty((span, N, nb), dtype=hd_last.dtype)
+            hv = np.empty((span, N, nb), dtype=hd_last.dtype)
+            d = np.empty((span, nb), dtype=hd_last.dtype)
+            xv = np.empty((span, nb), dtype=hd_last.dtype)
+            gate = np.empty((span, nb), dtype=hd_last.dtype)
+            dgate = np.empty((span, nb), dtype=hd_last.dtype)
+            acc = np.empty(nb, dtype=hd_last.dtype)
+            dd = np.empty(nb, dtype=hd_last.dtype)
+            du = np.empty(nb, dtype=hd_last.dtype)
+            acc_d = np.empty(nb, dtype=hd_last.dtype)
+            for n in range(N):
+                for k in range(nb):
+                    At[n, k] = A[e0 + k, n]
+                    if has_h0:
+                        h[n, k] = h0[bi, e0 + k, n]
             for kk in range(K):
-                for e in range(e0, e1):
+                for n in range(N):
+                    for k in range(nb):
+                        if has_h0d:
+                            hd[kk, n, k] = h0d[kk, bi, e0 + k, n]
+                        if has_Ad:
+                            Adt[kk, n, k] = Ad[kk, e0 + k, n]
+            for t0 in range(0, L, span):
+                t1 = min(L, t0 + span)
+                for t in range(t0, t1):
+                    i = t - t0
+                    for k in range(nb):
+                        d[i, k] = dt[bi, t, e0 + k]
+                        xv[i, k] = x[bi, t, e0 + k]
+                        acc[k] = D[e0 + k] * xv[i, k] if has_D else zero
                     for n in range(N):
-                        hd_last[kk, bi, e, n] = hd[e - e0, kk, n]
-
+                        bn = B[bi, t, n]
+                        cn = C[bi, t, n]
+                        for k in range(nb):
+                            av = fast_exp(d[i, k] * At[n, k])
+                            ap = av * h[n, k]
+                            hvv = ap + d[i, k] * xv[i, k] * bn
+                            a[i, n, k] = av
+                            ahp[i, n, k] = ap
+                            hv[i, n, k] = hvv
+                            h[n, k] = hvv
+                            acc[k] += cn * hvv
+                    for k in range(nb):
+                        if has_z:
+                            zv = z[bi, t, e0 + k]
+                            sg = one / (one + fast_exp(-zv))
+                            gate[i, k] = zv * sg
+                            dgate[i, k] = acc[k] * sg * (one + zv * (one - sg))  # d(acc silu(z)) / dz
+                        else:
+                            gate[i, k] = one
+                            dgate[i, k] = zero
+                for kk in range(K):
+                    for t in range(t0, t1):
+                        i = t - t0
+                        # this direction's d(delta) and d(delta x); then a state loop like the primal's
+                        for k in range(nb):
+                            dd[k] = dtd[kk, bi, t, e0 + k] if has_dtd else zero
+                            xdv = xd[kk, bi, t, e0 + k] if has_xd else zero
+                            du[k] = dd[k] * xv[i, k] + d[i, k] * xdv
+                            acc_d[k] = zero
+                            if has_D:
+                                acc_d[k] = D[e0 + k] * xdv
+                                if has_Dd:
+                                    acc_d[k] += Dd[kk, e0 + k] * xv[i, k]
+                        for n in range(N):
+                            bn = B[bi, t, n]
+                            cn = C[bi, t, n]
+                            bk = Bd[kk, bi, t, n] if has_Bd else zero
+                            ck = Cd[kk, bi, t, n] if has_Cd else zero
+                            if has_Ad:
+                                for k in range(nb):
+                                    dlog = dd[k] * At[n, k] + d[i, k] * Adt[kk, n, k]
+                                    hdv = (a[i, n, k] * hd[kk, n, k] + dlog * ahp[i, n, k] + du[k] * bn
+                                           + d[i, k] * xv[i, k] * bk)
+                                    hd[kk, n, k] = hdv
+                                    acc_d[k] += cn * hdv + ck * hv[i, n, k]
+                            else:
+                                for k in range(nb):
+                                    hdv = (a[i, n, k] * hd[kk, n, k] + (dd[k] * At[n, k]) * ahp[i, n, k] + du[k] * bn
+                                           + d[i, k] * xv[i, k] * bk)
+                                    hd[kk, n, k] = hdv
+                                    acc_d[k] += cn * hdv + ck * hv[i, n, k]
+                        for k in range(nb):
+                            v = acc_d[k] * gate[i, k]
+                            if has_z and has_zd:
+                                v += dgate[i, k] * zd[kk, bi, t, e0 + k]
+                            yd[kk, bi, t, e0 + k] = v
+            for kk in range(K):
+                for k in range(nb):
+                    for n in range(N):
+                        hd_last[kk, bi, e0 + k, n] = hd[kk, n, k]
