@@ -1,11 +1,12 @@
 """The compiled CPU selective-scan kernels alone (numba): forward, adjoint and K-direction tangent,
-side by side with the same kernels at another commit.
+side by side with the same launchers and kernels at another commit.
 
 One 2,048-position tile by default (what the engines call them on), batch 1, fp32, random inputs
 with a gate, D and an initial state; tangents of x, delta, B, C, z and h0. Best of `--repeats`
 wall times per kernel, and state updates per second (L E N per call, K L E N for the tangent).
-With `--compare-with REV` the kernels file of that commit (`git show`) runs in the same process,
-interleaved with the working tree's, so the two share the machine's state:
+With `--compare-with REV` the launchers and kernels of that commit (`scan/cpu.py` and
+`scan/cpu_kernels.py` from `git show`, block sizes included) run in the same process, interleaved
+with the working tree's, so the two share the machine's state:
 
     python -m bench.cpu_scan_kernels --compare-with e417c0d                      # E 512, N 16, K 16
     python -m bench.cpu_scan_kernels --E 64 --N 8 --compare-with e417c0d         # the built-in model's width
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -30,27 +30,36 @@ import types
 from bench.results_io import ROOT, git_commit, write_results
 
 KERNELS_PATH = "kernels/pgf_kernels/scan/cpu_kernels.py"
+LAUNCHER_PATH = "kernels/pgf_kernels/scan/cpu.py"
+KERNELS_IMPORT = "from pgf_kernels.scan import cpu_kernels\n"
 
 
-def kernels_at(revision: str):
-    """The CPU kernels module as it was at `revision`, loaded from a temporary copy (numba compiles it,
-    not cached). A tangent kernel from before spans (72a4643) is wrapped to take the span argument."""
-    source = subprocess.run(["git", "show", f"{revision}:{KERNELS_PATH}"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout
-    folder = tempfile.mkdtemp(prefix="pgf-kernels-")
-    path = os.path.join(folder, "cpu_kernels_at_revision.py")
+def _source(revision: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _module_from(source: str, name: str, folder: str, namespace: dict | None = None) -> types.ModuleType:
+    path = os.path.join(folder, f"{name}.py")
     with open(path, "w") as handle:
         handle.write(source)
-    spec = importlib.util.spec_from_file_location(f"cpu_kernels_at_{revision}", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    module.__dict__.update(namespace or {})
     spec.loader.exec_module(module)
-    tangent = module.tangent_kernel
-    if "span" not in inspect.signature(tangent.py_func).parameters:
-        def tangent_without_span(*args):  # (..., K, block, span, yd, hd_last, zero, one)
-            return tangent(*args[:-5], *args[-4:])
-        return types.SimpleNamespace(forward_kernel=module.forward_kernel, backward_kernel=module.backward_kernel,
-                                     tangent_kernel=tangent_without_span)
     return module
+
+
+def launcher_at(revision: str) -> types.ModuleType:
+    """`pgf_kernels.scan.cpu` as it was at `revision` (its launchers, block sizes and kernels, from
+    `git show`), loaded from a temporary copy: numba compiles its kernels afresh (no disk cache)."""
+    folder = tempfile.mkdtemp(prefix="pgf-kernels-")
+    kernels = _module_from(_source(revision, KERNELS_PATH), "cpu_kernels_at_revision", folder)
+    launcher = _source(revision, LAUNCHER_PATH)
+    if KERNELS_IMPORT not in launcher:
+        raise SystemExit(f"{revision}:{LAUNCHER_PATH} does not import its kernels as this script expects")
+    launcher = launcher.replace(KERNELS_IMPORT, "cpu_kernels = KERNELS_AT_REVISION\n")
+    return _module_from(launcher, "cpu_at_revision", folder, {"KERNELS_AT_REVISION": kernels})
 
 
 def _inputs(L: int, E: int, N: int, K: int):
@@ -66,7 +75,7 @@ def _inputs(L: int, E: int, N: int, K: int):
 
 
 def measure(cpu, L: int, E: int, N: int, K: int, repeats: int) -> dict[str, float]:
-    """Best wall seconds of each kernel through `cpu` (pgf_kernels.scan.cpu, its kernels module as set)."""
+    """Best wall seconds of each kernel through `cpu` (`pgf_kernels.scan.cpu`, or `launcher_at`'s)."""
     (x, delta, A, B, C, D, z, h0), tangents = _inputs(L, E, N, K)
     y, h_last, starts = cpu.scan_forward(x, delta, A, B, C, D, z, h0)
     dy = y.clone().normal_()
@@ -105,23 +114,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from pgf_kernels.scan import cpu
 
-    versions = {"working tree": cpu.cpu_kernels}
+    versions = {"working tree": cpu}
     if args.compare_with:
-        versions[args.compare_with] = kernels_at(args.compare_with)
-    current = cpu.cpu_kernels
+        versions[args.compare_with] = launcher_at(args.compare_with)
     records = []
-    try:
-        for round_number in range(args.rounds):
-            for label, module in versions.items():
-                cpu.cpu_kernels = module
-                for kernel, seconds in measure(cpu, args.length, args.E, args.N, args.K, args.repeats).items():
-                    updates = args.length * args.E * args.N * (args.K if kernel == "tangent" else 1)
-                    record = {"kernels": label, "round": round_number, "kernel": kernel, "seconds": round(seconds, 6),
-                              "g_state_updates_per_s": round(updates / seconds / 1e9, 4)}
-                    print(json.dumps(record), flush=True)
-                    records.append(record)
-    finally:
-        cpu.cpu_kernels = current
+    for round_number in range(args.rounds):
+        for label, launcher in versions.items():
+            for kernel, seconds in measure(launcher, args.length, args.E, args.N, args.K, args.repeats).items():
+                updates = args.length * args.E * args.N * (args.K if kernel == "tangent" else 1)
+                record = {"kernels": label, "round": round_number, "kernel": kernel, "seconds": round(seconds, 6),
+                          "g_state_updates_per_s": round(updates / seconds / 1e9, 4)}
+                print(json.dumps(record), flush=True)
+                records.append(record)
     payload = {
         "environment": {
             "torch": torch.__version__, "numba": numba.__version__, "threads": numba.get_num_threads(),
