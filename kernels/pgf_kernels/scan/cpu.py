@@ -44,16 +44,14 @@ from pgf_kernels.cpu_common import alloc, numba, run_compiled, work_dtype
 from pgf_kernels.scan import cpu_kernels
 
 DEFAULT_CHUNK = 128  # positions between saved states (adjoint recompute length)
-# the forward's and the adjoint's work items: their innermost loops run over a block's channels
-# (vectorised), so wider blocks run faster, until a block's adjoint buffers outgrow a core's L2
-# (E 512, N 16, one 2,048-position tile, 2 cores, G state updates/s for blocks of 16 / 32 / 64 /
-# 128 channels: forward 1.52 / 1.51 / 1.75 / 1.70, adjoint 0.71 / 0.75 / 0.89 / 0.93)
+# work items (channels per block) of each kernel: their innermost loops run over a block's
+# channels (vectorised), so wider blocks run faster until a block's buffers outgrow a core's L2;
+# and the tangent's positions per span (its primal buffers: 3 x span x N x block values). Chosen
+# with `python -m bench.cpu_scan_kernels` (2 cores, E 512, N 16 and E 64, N 8: 64 was the fastest
+# block of 16 to 128, a span of 32 as fast as 16 or 64; bench/results/cpu-2core-scan-kernels-*)
 FORWARD_BLOCK = 64
 BACKWARD_BLOCK = 64
 TANGENT_BLOCK = 64
-# the tangent's positions per span (its primal buffers: 3 x span x N x block values): K 16, one
-# 2,048-position tile, 2 cores, G tangent-state updates/s before spans -> with spans of 32:
-# E 64, N 8 (the built-in model) 0.82 -> 1.1-1.4; E 512, N 16 (Caduceus) 0.99 -> 1.3
 TANGENT_SPAN = 32
 
 
