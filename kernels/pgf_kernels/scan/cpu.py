@@ -47,8 +47,9 @@ DEFAULT_CHUNK = 128  # positions between saved states (adjoint recompute length)
 # work items (channels per block) of each kernel: their innermost loops run over a block's
 # channels (vectorised), so wider blocks run faster until a block's buffers outgrow a core's L2;
 # and the tangent's positions per span (its primal buffers: 3 x span x N x block values). Chosen
-# with `python -m bench.cpu_scan_kernels` (2 cores, E 512, N 16 and E 64, N 8: 64 was the fastest
-# block of 16 to 128, a span of 32 as fast as 16 or 64; bench/results/cpu-2core-scan-kernels-*)
+# with `python -m bench.cpu_scan_kernels` (2 cores, E 512, N 16 and E 64, N 8: blocks of 64 ran
+# 15-25% faster than 32 and about as fast as 128; a span of 32 as fast as 16 or 64; against the
+# kernels before: bench/results/cpu-2core-scan-kernels-*)
 FORWARD_BLOCK = 64
 BACKWARD_BLOCK = 64
 TANGENT_BLOCK = 64
