@@ -4,9 +4,12 @@ Both scans carry the inner width of a PlantCAD2-Small-shaped mixer (d_model 768,
 channels): SSD with 24 heads of 64, state 128, 1 group (mamba_ssm's Mamba2 defaults; PlantCAD2's
 own d_state and headdim are not confirmed), Mamba-1 with 1,536 channels of state 16. For each
 length, each scan runs over the sequence in tiles of 2,048 positions carrying its state, as the
-engines call it: its forward (no grad) and its VJP (forward under autograd + backward, as the
-adjoint engine's tile recompute does for the SSD's "cpu" backend, or the saving forward + VJP
-kernels for Mamba-1's "cpu" backend), on the CPU backends, fp32, batch 1. Run it on a quiet
+engines call it: its forward (no grad) and its VJP (the saving forward + VJP, as the adjoint
+engine's reverse pass runs them per tile: for the SSD the chunked forward keeping chunk starts and
+the hand-written chunked VJP, for Mamba-1 the numba kernels), on the CPU backends, fp32, batch 1.
+Mode "vjp-autograd" runs the SSD's earlier reverse pass in the same run for the ratio: per tile,
+the chunked forward again under autograd and autograd's backward through it (what the adjoint ran
+per tile before the hand-written VJP; "vjp" is what it runs now). Run it on a quiet
 machine: another process using the cores slows the matmul-bound SSD several-fold. Counted work per
 position (multiply-add = 2): SSD chunked (chunk T) = 2 T (G N + H P) + 6 H P N (within-chunk C·Bᵀ
 and its product with dt·x; the state in, out and its readout); Mamba-1 = 6 E N. The fraction is
@@ -53,21 +56,39 @@ def mamba1_inputs(length: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return x, delta, A, B, C, torch.ones(E), torch.randn(1, length, E, generator=g)
 
 
+def tiles(inputs: tuple[torch.Tensor, ...], length: int):
+    """Each tile's slice of the inputs (per-position tensors cut, parameters whole)."""
+    for start in range(0, length, TILE):
+        yield [t[:, start:start + TILE] if t.dim() > 1 and t.shape[1] == length else t for t in inputs]
+
+
 def run(scan: str, mode: str, length: int) -> float:
-    """Seconds of one pass over `length` positions in tiles of TILE, the state carried."""
-    from pgf_kernels import selective_scan_saving, selective_scan_vjp, ssd_scan, ssd_scan_vjp
+    """Seconds of one pass over `length` positions in tiles of TILE, the state carried.
+    "vjp-autograd" times only the VJPs: its tiles' start states are computed beforehand."""
+    from pgf_kernels import selective_scan_saving, selective_scan_vjp, ssd_scan, ssd_scan_saving, ssd_scan_vjp
+    from pgf_kernels.ssd.ops import _recomputed_vjp
 
     inputs = ssd_inputs(length) if scan == "ssd" else mamba1_inputs(length)
+    if mode == "vjp-autograd":
+        states = [None]
+        with torch.no_grad():
+            for x, dt, A, B, C, D in tiles(inputs, length):
+                states.append(ssd_scan(x, dt, A, B, C, D, states[-1], backend="cpu", chunk=CHUNK)[1])
+        began = time.perf_counter()
+        for (x, dt, A, B, C, D), state in zip(tiles(inputs, length), states):
+            _recomputed_vjp(x, dt, A, B, C, D, state, torch.ones_like(x), None, "cpu", CHUNK)
+        return time.perf_counter() - began
     began = time.perf_counter()
     state = None
-    for start in range(0, length, TILE):
-        tile = [t[:, start:start + TILE] if t.dim() > 1 and t.shape[1] == length else t for t in inputs]
+    for tile in tiles(inputs, length):
         if scan == "ssd":
             x, dt, A, B, C, D = tile
-            with torch.no_grad():
-                y, after = ssd_scan(x, dt, A, B, C, D, state, backend="cpu", chunk=CHUNK)
             if mode == "vjp":
-                ssd_scan_vjp(None, x, dt, A, B, C, D, torch.ones_like(x), None, h0=state, backend="cpu", chunk=CHUNK)
+                y, after, residual = ssd_scan_saving(x, dt, A, B, C, D, state, backend="cpu", chunk=CHUNK)
+                ssd_scan_vjp(residual, x, dt, A, B, C, D, torch.ones_like(x), None)
+            else:
+                with torch.no_grad():
+                    y, after = ssd_scan(x, dt, A, B, C, D, state, backend="cpu", chunk=CHUNK)
         else:
             x, delta, A, B, C, D, z = tile
             y, after, residual = selective_scan_saving(x, delta, A, B, C, D, z, h0=state, backend="cpu")
@@ -108,6 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
                 print(json.dumps(record), flush=True)
             ssd, mamba1 = records[-2], records[-1]
             ssd["seconds_over_mamba1"] = round(ssd["seconds"] / mamba1["seconds"], 2)
+        seconds = run("ssd", "vjp-autograd", length)
+        records.append({"scan": "ssd", "mode": "vjp-autograd", "length": length, "seconds": round(seconds, 4),
+                        "positions_per_s": round(length / seconds),
+                        "seconds_over_vjp": round(seconds / records[-2]["seconds"], 2)})
+        print(json.dumps(records[-1]), flush=True)
     import pgf
 
     payload = {

@@ -12,8 +12,9 @@ def test_ssd_scan_bench_writes_side_by_side_records(tmp_path):
     assert json.loads(out.read_text()) == payload
     records = payload["records"]
     assert [(r["scan"], r["mode"]) for r in records] == [("ssd", "forward"), ("mamba1", "forward"),
-                                                         ("ssd", "vjp"), ("mamba1", "vjp")]
-    assert all(r["seconds"] > 0 and 0 < r["flop_fraction"] < 2 for r in records)
+                                                         ("ssd", "vjp"), ("mamba1", "vjp"), ("ssd", "vjp-autograd")]
+    assert all(r["seconds"] > 0 and 0 < r["flop_fraction"] < 2 for r in records[:4])
+    assert records[4]["seconds_over_vjp"] == round(records[4]["seconds"] / records[2]["seconds"], 2)
     assert records[0]["seconds_over_mamba1"] == round(records[0]["seconds"] / records[1]["seconds"], 2)
 
 

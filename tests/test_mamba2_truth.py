@@ -116,6 +116,55 @@ def test_mixer_equals_the_formula_fp64(variant):
     torch.testing.assert_close(state.conv, whole_state.conv, rtol=1e-12, atol=1e-12)
 
 
+def variant_mixer(variant, seed=3):
+    """A random fp64 Mamba2Mixer of one of VARIANTS."""
+    options = dict(VARIANTS[variant])
+    shape = MAMBA2_SHAPE | {k: options.pop(k) for k in ("G", "d_mlp") if k in options}
+    expand = options.pop("expand", 3)
+    bias, conv_bias = options.pop("bias", False), options.pop("conv_bias", True)
+    D, H, P, G, N, d_mlp, K = (shape[k] for k in ("d_model", "H", "P", "G", "N", "d_mlp", "K"))
+    weights = mamba2_mixer_weights(torch.Generator().manual_seed(seed), D, H, P, G, N, d_mlp, K, bias=bias,
+                                   conv_bias=conv_bias, rmsnorm=options.get("rmsnorm", True),
+                                   D_has_hdim=options.get("D_has_hdim", False))
+    mixer = Mamba2Mixer(D, d_state=N, d_conv=K, expand=expand, headdim=P, d_ssm=H * P, ngroups=G, bias=bias,
+                        conv_bias=conv_bias, **options)
+    mixer.load_state_dict(weights, strict=True)
+    return mixer.double()
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["in_proj-kept", "slim"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mixer_tile_vjp_equals_autograd_fp64(variant, kept):
+    """`tile_vjp` tile by tile in reverse, carrying the state's cotangent, from a non-zero start
+    state: the input's and the start state's gradients of <out_bar, out> + <state_bar, last state>
+    by autograd through the whole sequence (tiles of 17 over 70 positions, the scan's chunk 64)."""
+    from pgf.models.mamba2 import Mamba2State
+
+    mixer = variant_mixer(variant)
+    g = torch.Generator().manual_seed(5)
+    u = torch.randn(1, 70, mixer.d_model, generator=g, dtype=torch.float64)
+    zero = mixer.zero_state(1, u)
+    start = Mamba2State(*(torch.randn(t.shape, generator=g, dtype=torch.float64) for t in zero))
+    out_bar = torch.randn(1, 70, mixer.d_model, generator=g, dtype=torch.float64)
+    last_bar = Mamba2State(*(torch.randn(t.shape, generator=g, dtype=torch.float64) for t in zero))
+
+    leaves = [t.clone().requires_grad_(True) for t in (u, *start)]
+    out, last = mixer.forward_tile(leaves[0], Mamba2State(*leaves[1:]))
+    objective = (out * out_bar).sum() + sum((t * t_bar).sum() for t, t_bar in zip(last, last_bar))
+    expected = torch.autograd.grad(objective, leaves)
+
+    states, residuals, tiles = [start], [], range(0, 70, 17)
+    for s in tiles:
+        _, after, residual = mixer.forward_tile_saving(u[:, s:s + 17], states[-1])
+        states.append(after)
+        residuals.append(residual if kept else residual.slim())
+    u_bar, state_bar = [None] * len(tiles), last_bar
+    for i, s in reversed(list(enumerate(tiles))):
+        u_bar[i], state_bar = mixer.tile_vjp(u[:, s:s + 17], states[i], residuals[i], out_bar[:, s:s + 17], state_bar)
+    for name, got, want in zip(("u", "conv", "ssm"), (torch.cat(u_bar, dim=1), *state_bar), expected):
+        assert want.abs().max() > 0 and relative(got, want) <= 1e-10, name
+
+
 def native_reference(state, config, ids):
     """mamba_ssm's MambaLMHeadModel: add, norm, mixer; add, norm2, GatedMLP; norm_f; LM head."""
     shape, ssm = MAMBA2_SHAPE, config["ssm_cfg"]

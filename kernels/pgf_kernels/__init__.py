@@ -9,7 +9,7 @@ device and is differentiable with plain autograd):
             triton_backward / triton_util.py; autograd.py (compiled kernels as autograd functions)
     conv/   ops.py: causal_conv1d; reference.py; cpu.py (numba); triton.py + triton_kernels.py
     ssd/    ops.py: ssd_scan, ssd_scan_saving, ssd_scan_vjp (the Mamba-2 scan); reference.py;
-            chunked.py (the "cpu" backend: plain PyTorch); triton*.py; autograd.py
+            chunked.py + chunked_vjp.py (the "cpu" backend: plain PyTorch); triton*.py; autograd.py
     backends.py   backend names, `resolve_backend` (the "auto" rule), `unavailable_reason`
     cpu_common.py, cpu_exp.py, triton_common.py   what each op's compiled kernels share
 

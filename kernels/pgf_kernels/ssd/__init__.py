@@ -1,5 +1,5 @@
 """The SSD (Mamba-2) scan with state in and out: `reference` (step by step, the ground truth),
-`chunked` (the matrix form in PyTorch: the "cpu" backend), `triton` (`triton_forward`,
+`chunked` (the matrix form in PyTorch: the "cpu" backend) with its hand-written VJP (`chunked_vjp`), `triton` (`triton_forward`,
 `triton_backward`, `triton_tangent`, `triton_util`), the autograd glue (`autograd`) and the ops
 (`ops`): ssd_scan, ssd_scan_saving, ssd_scan_vjp."""
 

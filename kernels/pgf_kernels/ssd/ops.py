@@ -8,7 +8,8 @@ Backends (`backend=`; None: "auto"):
   * "reference": the step-by-step recurrence (`ssd.reference`; slow, the ground truth);
   * "cpu": the chunked matrix form in plain PyTorch (`ssd.chunked`); differentiable by autograd,
     forward mode and vmap included; needs no numba and runs on any device (the name says where
-    "auto" picks it);
+    "auto" picks it); its saving / VJP pair keeps the chunk-start states and pulls back by hand
+    (`ssd.chunked_vjp`), without autograd;
   * "triton": the Triton kernels (`ssd.triton`) as autograd functions with backward, jvp and vmap
     rules (`ssd.autograd`); every gradient, dA and dD included. CUDA tensors, or CPU tensors under
     TRITON_INTERPRET=1.
@@ -25,7 +26,8 @@ import torch
 from torch.profiler import record_function
 
 from pgf_kernels.backends import check_name, requested, triton_unavailable_reason
-from pgf_kernels.ssd.chunked import ssd_scan_chunked
+from pgf_kernels.ssd.chunked import ssd_scan_chunked, ssd_scan_chunked_starts
+from pgf_kernels.ssd.chunked_vjp import ssd_scan_chunked_vjp
 from pgf_kernels.ssd.reference import ssd_scan_ref
 from pgf_kernels.ssd.shapes import work_dtype
 
@@ -76,11 +78,12 @@ def ssd_scan(
 
 
 class SsdResidual(NamedTuple):
-    """What `ssd_scan_vjp` needs of a Triton `ssd_scan_saving` call besides its inputs."""
+    """What `ssd_scan_vjp` needs of a "cpu" or "triton" `ssd_scan_saving` call besides its inputs."""
 
-    backend: str  # "triton"
+    backend: str  # "cpu" or "triton"
     starts: torch.Tensor  # chunk-start states (b, n_chunks, H, P, N)
     chunk: int | None
+    y: torch.Tensor | None = None  # the call's output ("cpu": its VJP reads part of da from it)
 
 
 def ssd_scan_saving(
@@ -97,12 +100,15 @@ def ssd_scan_saving(
 ) -> tuple[torch.Tensor, torch.Tensor, SsdResidual | None]:
     """`ssd_scan` without autograd, and its residual: what `ssd_scan_vjp` needs to pull cotangents
     back through this call without running it again (the Triton kernels' chunk starts, 1/chunk of
-    the states); None for "reference" and "cpu" (the VJP recomputes)."""
+    the states, from the "cpu" and "triton" backends); None for "reference" (the VJP recomputes)."""
     name = ssd_backend(x, backend)
     with torch.no_grad(), record_function("pgf_kernels::ssd_forward"):
-        if name != "triton":
-            y, h_last = ssd_scan(x, dt, A, B, C, D, h0, backend=name, chunk=chunk)
+        if name == "reference":
+            y, h_last = ssd_scan_ref(x, dt, A, B, C, D, h0)
             return y, h_last, None
+        if name == "cpu":
+            y, h_last, starts = ssd_scan_chunked_starts(x, dt, A, B, C, D, h0, chunk=chunk)
+            return y, h_last, SsdResidual(name, starts, chunk, y)
         from pgf_kernels.ssd import triton
 
         y, h_last, starts = triton.ssd_forward(x, dt, A, B, C, D, h0, chunk=chunk)
@@ -143,16 +149,23 @@ def ssd_scan_vjp(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, ddt, dB, dC, dh0) of the `ssd_scan_saving` call that gave `residual` (same inputs), for
     the cotangents dy of y and dh_last of h_last (None: zero); dh0 in the state's dtype, the others
-    in their inputs'. A Triton residual runs the adjoint kernels (`backend` must be None, "auto"
-    or "triton"; `h0` and `chunk` are not needed). A None residual (the "reference" and "cpu"
-    backends) recomputes the forward under autograd with `backend`, `chunk` and the call's `h0`."""
+    in their inputs'. A residual runs its backend's VJP from the kept chunk starts (`backend` must
+    be None, "auto" or the residual's; `h0` and `chunk` are not needed). With None, `backend`
+    decides: "cpu" pulls back by hand from chunk starts recomputed from `h0` (`chunk` as in the
+    forward call), "reference" recomputes the forward under autograd."""
     if residual is None:
         name = ssd_backend(x, backend)
         with record_function("pgf_kernels::ssd_vjp"):
+            if name == "cpu":
+                return ssd_scan_chunked_vjp(x, dt, A, B, C, D, h0, dy, dh_last, chunk=chunk)
             dx, ddt, dB, dC, dh0 = _recomputed_vjp(x, dt, A, B, C, D, h0, dy, dh_last, name, chunk)
         return dx.to(x.dtype), ddt.to(dt.dtype), dB.to(B.dtype), dC.to(C.dtype), dh0.to(work_dtype(x))
     if backend is not None and check_name(backend) not in ("auto", residual.backend):
         raise ValueError(f"this residual was made by the {residual.backend!r} kernels, not {backend!r}")
+    if residual.backend == "cpu":
+        with record_function("pgf_kernels::ssd_vjp"):
+            return ssd_scan_chunked_vjp(x, dt, A, B, C, D, None, dy, dh_last, chunk=residual.chunk,
+                                        starts=residual.starts, y=residual.y)
     from pgf_kernels.ssd import triton
 
     with torch.no_grad(), record_function("pgf_kernels::ssd_vjp"):

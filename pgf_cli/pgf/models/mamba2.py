@@ -12,8 +12,9 @@ Per tile (b, T, d_model), from the carried `Mamba2State`:
 
 The scan runs through `pgf_kernels.ssd_scan` and the conv through `pgf_kernels.causal_conv1d`;
 everything else is differentiable torch. The adjoint pulls back through a tile with `tile_vjp`:
-everything between in_proj and out_proj is recomputed under autograd (the SSD scan's chunk states
-are 2 to 8 times a layer input per position, too many to keep); in_proj's output is kept when
+everything between in_proj and out_proj is recomputed within the tile (the SSD scan's chunk states
+are 2 to 8 times a layer input per position, too many to keep across the sweep), the scan by its
+saving forward and hand-written VJP, the rest under autograd; in_proj's output is kept when
 memory allows (`Mamba2Residual`; about 4.4 times the layer input), else in_proj runs again; the
 linear projections are pulled back by one matmul each.
 """
@@ -29,7 +30,7 @@ from torch import nn
 
 from pgf.engine.protocol import Backend, MixerDefaults
 from pgf.models.mamba import MambaMixer
-from pgf_kernels import causal_conv1d, ssd_scan
+from pgf_kernels import causal_conv1d, ssd_scan, ssd_scan_saving, ssd_scan_vjp
 
 
 class Mamba2State(NamedTuple):
@@ -37,6 +38,20 @@ class Mamba2State(NamedTuple):
 
     conv: torch.Tensor  # (b, conv_dim, d_conv - 1): the last conv inputs before the tile
     ssm: torch.Tensor  # (b, H, P, N): the scan state, fp32 (or fp64)
+
+
+class _ScanInputs(NamedTuple):
+    """One tile's SSD scan inputs (`ssd_scan`'s layout), the gate branches and the conv tail after it."""
+
+    x: torch.Tensor  # (b, T, H, P)
+    dt: torch.Tensor  # (b, T, H), softplus'd and clamped, work dtype
+    A: torch.Tensor  # (H,)
+    B: torch.Tensor  # (b, T, G, N)
+    C: torch.Tensor  # (b, T, G, N)
+    z: torch.Tensor  # (b, T, d_ssm): the gate
+    z0: torch.Tensor  # (b, T, d_mlp)
+    x0: torch.Tensor  # (b, T, d_mlp)
+    conv_state: torch.Tensor  # (b, conv_dim, d_conv - 1)
 
 
 class Mamba2Residual(NamedTuple):
@@ -163,52 +178,89 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
 
     def tile_vjp(self, u: torch.Tensor, state: Mamba2State, residual: Mamba2Residual, out_bar: torch.Tensor,
                  state_bar: Mamba2State | None, backend: Backend = None) -> tuple[torch.Tensor, Mamba2State]:
-        """(d/d u, d/d state) of <out_bar, out> + <state_bar, state after> for one tile: the parts between
-        the projections recomputed under autograd from in_proj's kept output (or from in_proj run
-        again, slim residual); out_proj pulled back as out_bar · W_out, in_proj as its cotangent · W_in."""
+        """(d/d u, d/d state) of <out_bar, out> + <state_bar, state after> for one tile, in three
+        pull-backs: the parts after the scan (gate, norm) under autograd, the scan by its own VJP
+        (`ssd_scan_vjp`, from the chunk starts its saving forward keeps), the parts before it (conv,
+        softplus) under autograd from in_proj's kept output (or from in_proj run again, slim
+        residual); out_proj pulled back as out_bar · W_out, in_proj as its cotangent · W_in."""
         state = Mamba2State(*state)
+        state_bar = None if state_bar is None else Mamba2State(*state_bar)
+        kept = residual.projected is not None
         with torch.enable_grad():
-            before = Mamba2State(*(t.detach().requires_grad_(True) for t in state))
-            kept = residual.projected is not None
+            conv_before = state.conv.detach().requires_grad_(True)
             leaf = (residual.projected.to(u.device) if kept else u).detach().requires_grad_(True)
-            y, after = self._between_projections(leaf if kept else self.in_proj(leaf), before, backend)
-        outputs = [y]
-        grads = [(out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(y.dtype)]
+            scan_in = self._scan_inputs(leaf if kept else self.in_proj(leaf), conv_before, backend)
+        D = self._scan_D(scan_in.dt.dtype)
+        D = None if D is None else D.detach()
+        A = scan_in.A.detach()
+        y_scan, _, scan_residual = ssd_scan_saving(scan_in.x, scan_in.dt, A, scan_in.B, scan_in.C, D,
+                                                   h0=state.ssm, backend=backend)
+        after_in = [t.detach().requires_grad_(True) for t in (y_scan, scan_in.x, scan_in.z, scan_in.z0, scan_in.x0)]
+        with torch.enable_grad():
+            y = self._after_scan(*after_in)
+        y_bar = (out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(y.dtype)
+        dy, dx_after, dz, dz0, dx0 = torch.autograd.grad(y, after_in, y_bar, allow_unused=True)
+        ssm_bar = None if state_bar is None else state_bar.ssm
+        dx, ddt, dB, dC, dh0 = ssd_scan_vjp(scan_residual, scan_in.x, scan_in.dt, A, scan_in.B, scan_in.C, D,
+                                            dy, ssm_bar, h0=state.ssm, backend=backend)
+        if dx_after is not None:
+            dx = dx + dx_after
+        pairs = [(scan_in.x, dx), (scan_in.dt, ddt), (scan_in.B, dB), (scan_in.C, dC), (scan_in.z, dz),
+                 (scan_in.z0, dz0), (scan_in.x0, dx0)]
         if state_bar is not None:
-            outputs += list(after)
-            grads += [g.to(t.dtype) for g, t in zip(state_bar, after)]
-        leaf_bar, conv_bar, ssm_bar = torch.autograd.grad(outputs, [leaf, *before], grads, allow_unused=True)
+            pairs.append((scan_in.conv_state, state_bar.conv))
+        pairs = [(t, g.to(t.dtype)) for t, g in pairs if g is not None and t.requires_grad]
+        leaf_bar, conv_bar = torch.autograd.grad([t for t, _ in pairs], [leaf, conv_before], [g for _, g in pairs],
+                                                 allow_unused=True)
+        if leaf_bar is None:
+            leaf_bar = torch.zeros_like(leaf)
         if kept:
             leaf_bar = (leaf_bar.to(self.in_proj.weight.dtype) @ self.in_proj.weight).to(u.dtype)
-        zeros = lambda g, t: torch.zeros_like(t) if g is None else g  # noqa: E731
-        return leaf_bar, Mamba2State(conv=zeros(conv_bar, before.conv), ssm=zeros(ssm_bar, before.ssm))
+        conv_bar = torch.zeros_like(conv_before) if conv_bar is None else conv_bar
+        return leaf_bar, Mamba2State(conv=conv_bar, ssm=dh0.to(state.ssm.dtype))
 
-    def _between_projections(self, projected: torch.Tensor, state: Mamba2State,
-                             backend: Backend) -> tuple[torch.Tensor, Mamba2State]:
-        """From in_proj's output (b, T, d_in_proj) to out_proj's input (b, T, d_inner) in its dtype,
-        and the state after the tile."""
+    def _scan_D(self, work: torch.dtype) -> torch.Tensor | None:
+        """The scan's skip weight per head (None when D is per channel: added after the scan)."""
+        return None if self.D_has_hdim else self.D.to(work)
+
+    def _scan_inputs(self, projected: torch.Tensor, conv_tail: torch.Tensor, backend: Backend) -> _ScanInputs:
+        """From in_proj's output (b, T, d_in_proj) and the carried conv tail to the scan's inputs."""
         b, T, _ = projected.shape
         H, P, G, N = self.nheads, self.headdim, self.ngroups, self.d_state
         z0, x0, z, xBC, dt = torch.split(projected, [self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, H], dim=-1)
-        conv_state = self._conv_tail(xBC, state.conv)
-        xBC = causal_conv1d(xBC, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)
+        conv_state = self._conv_tail(xBC, conv_tail)
+        xBC = causal_conv1d(xBC, conv_tail, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)
         x, B, C = torch.split(xBC, [self.d_ssm, G * N, G * N], dim=-1)
         work = work_dtype(projected)
         dt = F.softplus(dt.to(work) + self.dt_bias.to(work))
         if self.dt_limit != (0.0, math.inf):
             dt = dt.clamp(min=self.dt_limit[0], max=self.dt_limit[1])
         A = -torch.exp(self.A_log.to(work))
-        x_heads = x.reshape(b, T, H, P)
-        y, ssm_state = ssd_scan(x_heads, dt, A, B.reshape(b, T, G, N), C.reshape(b, T, G, N),
-                                None if self.D_has_hdim else self.D.to(work), h0=state.ssm, backend=backend)
+        return _ScanInputs(x.reshape(b, T, H, P), dt, A, B.reshape(b, T, G, N), C.reshape(b, T, G, N), z, z0, x0,
+                           conv_state)
+
+    def _after_scan(self, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor, z0: torch.Tensor,
+                    x0: torch.Tensor) -> torch.Tensor:
+        """From the scan's output y (b, T, H, P) to out_proj's input (b, T, d_inner) in z's dtype:
+        the per-channel skip, the gated norm and the d_mlp branch."""
+        work = work_dtype(z)
+        b, T, H, P = y.shape
         y = y.to(work)
         if self.D_has_hdim:
-            y = y + x_heads.to(work) * self.D.to(work).reshape(H, P)
+            y = y + x.to(work) * self.D.to(work).reshape(H, P)
         y = y.reshape(b, T, self.d_ssm)
         y = self.norm(y, z.to(work)) if self.rmsnorm else y * F.silu(z.to(work))
         if self.d_mlp:
             y = torch.cat([F.silu(z0.to(work)) * x0.to(work), y], dim=-1)
-        return y.to(projected.dtype), Mamba2State(conv=conv_state, ssm=ssm_state)
+        return y.to(z.dtype)
+
+    def _between_projections(self, projected: torch.Tensor, state: Mamba2State,
+                             backend: Backend) -> tuple[torch.Tensor, Mamba2State]:
+        """From in_proj's output (b, T, d_in_proj) to out_proj's input (b, T, d_inner) in its dtype,
+        and the state after the tile."""
+        s = self._scan_inputs(projected, state.conv, backend)
+        y, ssm_state = ssd_scan(s.x, s.dt, s.A, s.B, s.C, self._scan_D(s.dt.dtype), h0=state.ssm, backend=backend)
+        return self._after_scan(y, s.x, s.z, s.z0, s.x0), Mamba2State(conv=s.conv_state, ssm=ssm_state)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""
