@@ -230,6 +230,7 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
         z0, x0, z, xBC, dt = torch.split(projected, [self.d_mlp, self.d_mlp, self.d_ssm, self.conv_dim, H], dim=-1)
         conv_state = self._conv_tail(xBC, conv_tail)
         xBC = causal_conv1d(xBC, conv_tail, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)
+        xBC = xBC.contiguous()  # the conv may return a channel-major view: the products below want positions outer
         x, B, C = torch.split(xBC, [self.d_ssm, G * N, G * N], dim=-1)
         work = work_dtype(projected)
         dt = F.softplus(dt.to(work) + self.dt_bias.to(work))
