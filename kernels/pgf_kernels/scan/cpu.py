@@ -43,7 +43,12 @@ import torch
 from pgf_kernels.cpu_common import alloc, numba, run_compiled, work_dtype
 from pgf_kernels.scan import cpu_kernels
 
-DEFAULT_CHUNK = 128  # positions between saved states (adjoint recompute length)
+# positions between saved chunk states (the adjoint recomputes a chunk from its start): the
+# states the adjoint keeps are E N / chunk per position. 256 halves 128's (a real-size Caduceus-ps
+# gradient at 131 kb: 6.37 GB above the baseline against 7.38 GB, 1.48 against 1.72 times the
+# layer inputs) at no measurable cost to the adjoint kernel (`python -m bench.cpu_scan_kernels
+# --compare-with 47ced16`: bench/results/cpu-2core-scan-kernels-chunk256-vs-47ced16.json)
+DEFAULT_CHUNK = 256
 # work items (channels per block) of each kernel: their innermost loops run over a block's
 # channels (vectorised), so wider blocks run faster until a block's buffers outgrow a core's L2;
 # and the tangent's positions per span (its primal buffers: 3 x span x N x block values). Chosen

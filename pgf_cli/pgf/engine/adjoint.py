@@ -183,7 +183,7 @@ class _Kept:
 class _ResidualRecorder:
     """Runs a scan's tiles keeping their residuals (`Scan.tile_saving`), in sweep order, for the
     reverse pass to pull back through without recomputing the scan: on every device (the compiled
-    CPU and the Triton kernels both keep their chunk states, E N / chunk per position: a quarter to
+    CPU and the Triton kernels both keep their chunk states, E N / chunk per position: an eighth to
     a half of the layer inputs' memory, which `keep_plan` counts), offloaded with the layer inputs."""
 
     def __init__(self, scan: Scan, n_tiles: int, backend: Backend, store: Offload, slim: bool = False):
