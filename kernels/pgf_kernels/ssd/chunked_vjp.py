@@ -89,7 +89,7 @@ def ssd_scan_chunked_vjp(
         # the chunk) add up to dy_t · (y_t - D x_t)
         use_y = y is not None and y.dtype == work
         if use_y:
-            y_scan = y if D is None else y - D.to(work)[:, None] * x.to(work)
+            y_scan = y if D is None else torch.addcmul(y, D.to(work)[:, None], x.to(work), value=-1.0)
             da = (dy_pm * position_major(y_scan, G, T)).sum(-1)  # (b, nc, G, T, R)
         else:
             y_read = (c.C @ S_flat.mT).unflatten(-1, (R, P)) * e[..., None]
@@ -98,10 +98,10 @@ def ssd_scan_chunked_vjp(
 
         # the chunk-to-chunk state in reverse: each chunk's dS_out, and dh0
         dS_out = torch.empty(b, nc, G, R, P, N, dtype=work, device=x.device)
-        for k in range(nc - 1, -1, -1):
-            dS_out[:, k] = d_state
-            d_state = e_last[:, k, :, :, None, None] * d_state + read_out[:, k]
-        dh0 = d_state.reshape(b, H, P, N)
+        dS_out[:, -1] = d_state
+        for k in range(nc - 1, 0, -1):  # written in place: dS_out of chunk k - 1 is dS_in of chunk k
+            torch.addcmul(read_out[:, k], e_last[:, k, :, :, None, None], dS_out[:, k], out=dS_out[:, k - 1])
+        dh0 = torch.addcmul(read_out[:, 0], e_last[:, 0, :, :, None, None], dS_out[:, 0]).reshape(b, H, P, N)
 
         # the state carried to the chunk's end, exp(a_T - a_s) u_s ⊗ B_s
         dS_flat = dS_out.flatten(3, 4)
@@ -109,7 +109,8 @@ def ssd_scan_chunked_vjp(
         du = dSB * to_end[..., None]
         carried = (u * du).sum(-1)  # (b, nc, G, T, R)
         da -= carried
-        da[..., -1, :] += carried.sum(-2) + e_last * (S_in * dS_out).sum((-1, -2))
+        state_dot = (S_in.flatten(-2).unsqueeze(-2) @ dS_out.flatten(-2).unsqueeze(-1))[..., 0, 0]  # <S_in, dS_out>
+        da[..., -1, :] += carried.sum(-2) + e_last * state_dot
         dB = flat(u * to_end[..., None]) @ dS_flat  # (b, nc, G, T, N)
         del dSB, carried
 
@@ -132,7 +133,7 @@ def ssd_scan_chunked_vjp(
         ddt = d_dtA * A.to(work).reshape(G, 1, R) + (c.x * du).sum(-1)
         dx = from_position_major(c.dt[..., None] * du, L)
         if D is not None and dy is not None:
-            dx = dx + D.to(work)[:, None] * dy.to(work)
+            dx = torch.addcmul(dx, D.to(work)[:, None], dy.to(work))
         ddt = from_position_major(ddt, L)
         dB = from_position_major(dB.unsqueeze(-2), L).reshape(b, L, G, N)
         dC = from_position_major(dC.unsqueeze(-2), L).reshape(b, L, G, N)
