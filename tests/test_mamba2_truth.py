@@ -86,20 +86,27 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_mixer_equals_the_formula_fp64(variant):
+def variant_mixer(variant, seed=3):
+    """(a random fp64 Mamba2Mixer of one of VARIANTS, its weights, its shape, the options the
+    formula takes)."""
     options = dict(VARIANTS[variant])
     shape = MAMBA2_SHAPE | {k: options.pop(k) for k in ("G", "d_mlp") if k in options}
     expand = options.pop("expand", 3)
     bias, conv_bias = options.pop("bias", False), options.pop("conv_bias", True)
     D, H, P, G, N, d_mlp, K = (shape[k] for k in ("d_model", "H", "P", "G", "N", "d_mlp", "K"))
-    weights = mamba2_mixer_weights(torch.Generator().manual_seed(3), D, H, P, G, N, d_mlp, K, bias=bias,
+    weights = mamba2_mixer_weights(torch.Generator().manual_seed(seed), D, H, P, G, N, d_mlp, K, bias=bias,
                                    conv_bias=conv_bias, rmsnorm=options.get("rmsnorm", True),
                                    D_has_hdim=options.get("D_has_hdim", False))
     mixer = Mamba2Mixer(D, d_state=N, d_conv=K, expand=expand, headdim=P, d_ssm=H * P, ngroups=G, bias=bias,
                         conv_bias=conv_bias, **options)
     mixer.load_state_dict(weights, strict=True)
-    mixer.double()
+    return mixer.double(), weights, shape, options
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mixer_equals_the_formula_fp64(variant):
+    mixer, weights, shape, options = variant_mixer(variant)
+    D, H, P, G, N, d_mlp, K = (shape[k] for k in ("d_model", "H", "P", "G", "N", "d_mlp", "K"))
     u = torch.randn(1, 70, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     expected = mixer_reference({k: v.double() for k, v in weights.items()}, u[0], H, P, G, N, d_mlp, K, **options)
     with torch.no_grad():
@@ -116,22 +123,6 @@ def test_mixer_equals_the_formula_fp64(variant):
     torch.testing.assert_close(state.conv, whole_state.conv, rtol=1e-12, atol=1e-12)
 
 
-def variant_mixer(variant, seed=3):
-    """A random fp64 Mamba2Mixer of one of VARIANTS."""
-    options = dict(VARIANTS[variant])
-    shape = MAMBA2_SHAPE | {k: options.pop(k) for k in ("G", "d_mlp") if k in options}
-    expand = options.pop("expand", 3)
-    bias, conv_bias = options.pop("bias", False), options.pop("conv_bias", True)
-    D, H, P, G, N, d_mlp, K = (shape[k] for k in ("d_model", "H", "P", "G", "N", "d_mlp", "K"))
-    weights = mamba2_mixer_weights(torch.Generator().manual_seed(seed), D, H, P, G, N, d_mlp, K, bias=bias,
-                                   conv_bias=conv_bias, rmsnorm=options.get("rmsnorm", True),
-                                   D_has_hdim=options.get("D_has_hdim", False))
-    mixer = Mamba2Mixer(D, d_state=N, d_conv=K, expand=expand, headdim=P, d_ssm=H * P, ngroups=G, bias=bias,
-                        conv_bias=conv_bias, **options)
-    mixer.load_state_dict(weights, strict=True)
-    return mixer.double()
-
-
 @pytest.mark.parametrize("kept", [True, False], ids=["in_proj-kept", "slim"])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_mixer_tile_vjp_equals_autograd_fp64(variant, kept):
@@ -140,7 +131,7 @@ def test_mixer_tile_vjp_equals_autograd_fp64(variant, kept):
     by autograd through the whole sequence (tiles of 17 over 70 positions, the scan's chunk 64)."""
     from pgf.models.mamba2 import Mamba2State
 
-    mixer = variant_mixer(variant)
+    mixer = variant_mixer(variant)[0]
     g = torch.Generator().manual_seed(5)
     u = torch.randn(1, 70, mixer.d_model, generator=g, dtype=torch.float64)
     zero = mixer.zero_state(1, u)
