@@ -15,6 +15,7 @@ from torch.func import jvp, vmap
 
 from pgf_kernels import selective_scan_ref, ssd_scan, ssd_scan_ref, ssd_scan_saving, ssd_scan_vjp
 from pgf_kernels.ssd import ops
+from pgf_kernels.ssd.chunked import within_chunk_decays
 
 try:
     from pgf_kernels import triton_common
@@ -245,6 +246,22 @@ def test_forced_triton_where_it_cannot_run_is_a_clear_error(monkeypatch):
     assert ops.ssd_backend(args[0], None) == "cpu"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_within_chunk_decays_equal_exp_down_to_twice_the_smallest_normal_number(dtype):
+    # a stiff head: the decays span exp(0) to far below the dtype's range, where exp is slow on CPU
+    steps = torch.linspace(0.5, 30.0, 48, dtype=torch.float64) * (1 if dtype == torch.float32 else 8)
+    a = -torch.cumsum(steps, 0).to(dtype)
+    got = within_chunk_decays(a)
+    diff = a[:, None] - a[None, :]
+    plain = torch.exp(diff.masked_fill(~torch.ones_like(diff, dtype=torch.bool).tril(), float("-inf")))
+    floor = 2 * torch.finfo(dtype).tiny
+    kept, flushed = plain >= 1.01 * floor, plain < 0.99 * floor
+    assert kept.sum() > 100 and flushed.tril().sum() > 100  # both sides of the floor occur
+    assert torch.equal(got[kept], plain[kept])
+    assert not got[flushed].any()  # flushed to 0, and 0 above the diagonal
+    assert torch.isfinite(got).all()
+
+
 def test_reference_saving_keeps_nothing_and_its_vjp_recomputes_under_autograd():
     args = inputs(37, G=2, seed=14)
     x, dt, A, B, C, D, h0 = args
@@ -273,10 +290,13 @@ def test_cpu_saving_keeps_chunk_starts_and_the_hand_written_vjp_equals_the_refer
     if h0 is None:
         args[6] = torch.zeros_like(dh)
     expected = reference_grads(args, dy, dh)
+    _, _, with_work = ssd_scan_saving(*args, backend="cpu", chunk=chunk, keep_work=True)
+    assert residual.kept is None and with_work.kept.decays.shape[-2:] == (T, T)
     monkeypatch.setattr(torch.autograd, "grad", None)  # pulled back by hand, not by autograd
     from_starts = ssd_scan_vjp(residual, x, dt, A, B, C, D, dy, dh)
+    from_work = ssd_scan_vjp(with_work, x, dt, A, B, C, D, dy, dh)
     recomputed = ssd_scan_vjp(None, x, dt, A, B, C, D, dy, dh, h0=h0, backend="cpu", chunk=chunk)
-    for vjp in (from_starts, recomputed):
+    for vjp in (from_starts, from_work, recomputed):
         for name, got, like in zip(("x", "dt", "B", "C", "h0"), vjp, (x, dt, B, C, dh)):
             assert got.dtype == like.dtype and rel(got, expected[name]) <= TOL, name
 
@@ -303,10 +323,11 @@ def test_cpu_vjp_fp32_and_stiff_decays():
     dy, dh = cotangents(args)
     expected = reference_grads(args, dy, dh)
     single = [t.float() for t in args]
-    _, _, residual = ssd_scan_saving(*single, backend="cpu", chunk=16)
-    got = ssd_scan_vjp(residual, *single[:6], dy.float(), dh.float())
-    for name, g in zip(("x", "dt", "B", "C", "h0"), got):
-        assert g.dtype == torch.float32 and rel(g, expected[name]) <= 1e-5, name
+    for keep_work in (False, True):
+        _, _, residual = ssd_scan_saving(*single, backend="cpu", chunk=16, keep_work=keep_work)
+        got = ssd_scan_vjp(residual, *single[:6], dy.float(), dh.float())
+        for name, g in zip(("x", "dt", "B", "C", "h0"), got):
+            assert g.dtype == torch.float32 and rel(g, expected[name]) <= 1e-5, (name, keep_work)
 
 
 def test_vjp_without_h0_gives_the_cotangent_of_the_zero_start_state():

@@ -7,8 +7,8 @@ non-increasing) and u_s = dt_s x_s:
     S_out   = exp(a_T) S_in  +  sum_s exp(a_T - a_s) u_s ⊗ B_s
 
 The first sum is a (T x T) decay-masked C Bᵀ matrix times u, for all chunks, heads and batch
-rows at once (batched matmuls). The differences a_t - a_s are masked to -inf above the diagonal
-before exp, so only exponents <= 0 are formed (never exp(a_t) / exp(a_s), which overflows).
+rows at once (batched matmuls). Only exponents a_t - a_s <= 0 are formed (never exp(a_t) /
+exp(a_s), which overflows); that they are <= 0 needs dt >= 0 and A <= 0, as in every Mamba-2.
 The state entering each chunk comes from a short sequential pass over chunks. The tail chunk
 is padded with dt = 0 (decay 1, no input), which leaves the state unchanged.
 
@@ -24,6 +24,7 @@ hand-written VJP is `ssd.chunked_vjp`.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -83,10 +84,18 @@ def chunk_inputs(x, dt, A, B, C, G: int, T: int, work: torch.dtype) -> Chunked:
 
 
 def within_chunk_decays(a: torch.Tensor) -> torch.Tensor:
-    """exp(a_t - a_s) for s <= t, 0 above the diagonal: (..., t, s) from a (..., T)."""
+    """exp(a_t - a_s) for s <= t, 0 above the diagonal: (..., t, s) from a (..., T).
+
+    Decays below twice the dtype's smallest normal number (about 2e-38 in fp32) are set to 0, as
+    flush-to-zero would: on CPU, exp is many times slower where its result is denormal or
+    underflows, and stiff heads put most of a chunk there. The exponent is clamped into
+    [log(2 tiny), 0] before exp (a is non-increasing, so nothing at or below the diagonal exceeds
+    0), and the mask picks what is kept."""
     T = a.shape[-1]
+    lowest = math.log(2 * torch.finfo(a.dtype).tiny)
     causal = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()
-    return torch.exp((a[..., :, None] - a[..., None, :]).masked_fill(~causal, float("-inf")))
+    diff = a[..., :, None] - a[..., None, :]
+    return torch.where((diff >= lowest) & causal, torch.exp(diff.clamp(lowest, 0.0)), 0.0)
 
 
 def flat(t: torch.Tensor) -> torch.Tensor:
@@ -109,7 +118,19 @@ def chunk_starts(c: Chunked, state: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return torch.stack(starts, dim=1), state
 
 
-def ssd_scan_chunked_starts(
+class ChunkWork(NamedTuple):
+    """What the forward computed within chunks that its VJP needs again, kept by
+    `ssd_scan_chunked_saving` for a VJP that follows at once (a tile's worth: the decays are
+    R·T values per position, as much as x when T equals the head size)."""
+
+    c: Chunked
+    decays: torch.Tensor  # exp(a_t - a_s) below the diagonal, (b, nc, G, R, t, s)
+    weights: torch.Tensor  # decays · (C_t . B_s), (b, nc, G, R, t, s)
+    CB: torch.Tensor  # C_t . B_s, (b, nc, G, t, s)
+    u_heads: torch.Tensor  # dt x head-major, (b, nc, G, R, T, P)
+
+
+def ssd_scan_chunked_saving(
     x: torch.Tensor,
     dt: torch.Tensor,
     A: torch.Tensor,
@@ -118,29 +139,34 @@ def ssd_scan_chunked_starts(
     D: torch.Tensor | None = None,
     h0: torch.Tensor | None = None,
     chunk: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`ssd_scan_chunked`, and the state entering each chunk (b, ceil(L / T), H, P, N) in the work
-    dtype: what `ssd_scan_chunked_vjp` can start from instead of recomputing it."""
+    keep_work: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, ChunkWork | None]:
+    """`ssd_scan_chunked`, the state entering each chunk (b, ceil(L / T), H, P, N) in the work
+    dtype (what `ssd_scan_chunked_vjp` can start from instead of recomputing it), and with
+    `keep_work` the chunked inputs, decays and C·Bᵀ it would otherwise form again (None else)."""
     b, L, H, P, G, N = check_shapes(x, dt, A, B, C, D, h0)
     work = work_dtype(x)
     R = H // G
     state = (torch.zeros(b, G, R, P, N, dtype=work, device=x.device) if h0 is None
              else h0.to(work).reshape(b, G, R, P, N))
     if L == 0:
-        return x.new_zeros(b, 0, H, P), state.reshape(b, H, P, N), state.new_zeros(b, 0, H, P, N)
+        return x.new_zeros(b, 0, H, P), state.reshape(b, H, P, N), state.new_zeros(b, 0, H, P, N), None
     T = chunk_length(chunk, L)
     c = chunk_inputs(x, dt, A, B, C, G, T, work)
     nc = c.x.shape[1]
 
     u_heads = (c.x * c.dt[..., None]).movedim(4, 3)  # head-major u (b, nc, G, R, T, P)
-    within = within_chunk_decays(c.a) * (c.C @ c.B.mT)[:, :, :, None]  # (b, nc, G, R, t, s)
-    y_within = within @ u_heads
+    CB = c.C @ c.B.mT  # (b, nc, G, t, s)
+    decays = within_chunk_decays(c.a)  # (b, nc, G, R, t, s)
+    weights = decays * CB[:, :, :, None]
+    y_within = weights @ u_heads
     S_in, state = chunk_starts(c, state)
     y = (c.C @ S_in.flatten(3, 4).mT).unflatten(-1, (R, P)) * torch.exp(c.a_pm)[..., None]  # exp(a_t) S_in C_t
     y = from_position_major(y + y_within.movedim(3, 4), L)
     if D is not None:
         y = y + D.to(work)[:, None] * x.to(work)
-    return y.to(x.dtype), state.reshape(b, H, P, N), S_in.reshape(b, nc, H, P, N)
+    kept = ChunkWork(c, decays, weights, CB, u_heads) if keep_work else None
+    return y.to(x.dtype), state.reshape(b, H, P, N), S_in.reshape(b, nc, H, P, N), kept
 
 
 def ssd_scan_chunked(
@@ -155,5 +181,5 @@ def ssd_scan_chunked(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(y (b, L, H, P) in x's dtype, h_last (b, H, P, N) in the work dtype), as `ssd_scan_ref`;
     `chunk` (positions per chunk, default 64) changes only the order of work."""
-    y, h_last, _ = ssd_scan_chunked_starts(x, dt, A, B, C, D, h0, chunk)
+    y, h_last, _, _ = ssd_scan_chunked_saving(x, dt, A, B, C, D, h0, chunk)
     return y, h_last

@@ -17,7 +17,8 @@ In the forward's two layouts every product is one batched matmul: the (T x T) on
 (head-major), those with the state over all of a group's heads at once (position-major); only
 the reverse pass of the chunk-to-chunk state is sequential. Given the output y and the chunk
 starts of the saving forward (`ssd_scan_saving`), it runs no part of the forward again except
-the decays. Against autograd through the chunked forward (what `ssd_scan_vjp` ran for the "cpu"
+the decays and C·Bᵀ, and not those when that forward kept them (keep_work, for a VJP that
+follows at once, as a Mamba-2 mixer's tile VJP does). Against autograd through the chunked forward (what `ssd_scan_vjp` ran for the "cpu"
 backend before), the scan's reverse pass alone is 1.4 to 1.8 times faster (`python -m
 bench.ssd_scan`, mode vjp-autograd); inside a Mamba-2 mixer's tile VJP the gain is a few percent
 (`python -m bench.mamba2_mixer`).
@@ -28,6 +29,7 @@ from __future__ import annotations
 import torch
 
 from pgf_kernels.ssd.chunked import (
+    ChunkWork,
     chunk_inputs,
     chunk_length,
     chunk_starts,
@@ -52,13 +54,15 @@ def ssd_scan_chunked_vjp(
     chunk: int | None = None,
     starts: torch.Tensor | None = None,
     y: torch.Tensor | None = None,
+    kept: ChunkWork | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, ddt, dB, dC, dh0) of `ssd_scan_chunked(x, dt, A, B, C, D, h0, chunk)` for cotangents
     dy (b, L, H, P) of y and dh_last (b, H, P, N) of the end state (None: zero); dh0 in the work
     dtype, the others in their inputs' dtypes. `starts` (b, ceil(L / T), H, P, N): the states
-    entering the chunks, as `ssd_scan_chunked_starts` returns them (None: recomputed from h0).
+    entering the chunks, as `ssd_scan_chunked_saving` returns them (None: recomputed from h0).
     `y`: that call's output, used when it is in the work dtype: the part of da that reads
-    exp(a_t) forward, dy_t · (y_t - D x_t), then needs no product of its own."""
+    exp(a_t) forward, dy_t · (y_t - D x_t), then needs no product of its own. `kept`: what that
+    call kept with keep_work (the chunked inputs, decays and C·Bᵀ), not formed again here."""
     b, L, H, P, G, N = check_shapes(x, dt, A, B, C, D, h0)
     work = work_dtype(x)
     R = H // G
@@ -69,7 +73,7 @@ def ssd_scan_chunked_vjp(
             return (torch.zeros_like(x), torch.zeros_like(dt), torch.zeros_like(B), torch.zeros_like(C),
                     d_state.reshape(b, H, P, N).clone())
         T = chunk_length(chunk, L)
-        c = chunk_inputs(x, dt, A, B, C, G, T, work)
+        c = chunk_inputs(x, dt, A, B, C, G, T, work) if kept is None else kept.c
         nc = c.x.shape[1]
         if starts is None:
             S_in, _ = chunk_starts(c, zero_state if h0 is None else h0.to(work).reshape(b, G, R, P, N))
@@ -82,7 +86,7 @@ def ssd_scan_chunked_vjp(
         e = torch.exp(a_pm)  # (b, nc, G, T, R)
         to_end = torch.exp(a_pm[..., -1:, :] - a_pm)
         e_last = torch.exp(c.a[..., -1])  # (b, nc, G, R)
-        u = c.x * c.dt[..., None]  # position-major (b, nc, G, T, R, P)
+        u = c.x * c.dt[..., None] if kept is None else kept.u_heads.movedim(3, 4)  # position-major (b, nc, G, T, R, P)
 
         # the state read out, exp(a_t) S_in C_t: its cotangent's sum over t enters dS_in
         dy_e = flat(dy_pm * e[..., None])  # (b, nc, G, T, R·P)
@@ -120,16 +124,22 @@ def ssd_scan_chunked_vjp(
         # within chunks, head-major: the (T x T) products per head
         dy_heads = dy_pm.movedim(4, 3).contiguous()  # (b, nc, G, R, T, P)
         u_heads = u.movedim(4, 3).contiguous()
-        CB = c.C @ c.B.mT  # (b, nc, G, t, s)
-        M = within_chunk_decays(c.a)  # (b, nc, G, R, t, s)
-        du += ((M * CB[:, :, :, None]).mT @ dy_heads).movedim(3, 4)
-        g = M.mul_(dy_heads @ u_heads.mT)  # M_ts (dy_t · u_s) per head
-        dCB = g.sum(3)  # (b, nc, G, t, s)
-        g.mul_(CB[:, :, :, None])  # the cotangent of a_t - a_s
+        if kept is None:
+            CB = c.C @ c.B.mT  # (b, nc, G, t, s)
+            M = within_chunk_decays(c.a)  # (b, nc, G, R, t, s)
+            du += ((M * CB[:, :, :, None]).mT @ dy_heads).movedim(3, 4)
+            g = M.mul_(dy_heads @ u_heads.mT)  # M_ts (dy_t · u_s) per head
+            dCB = g.sum(3)  # (b, nc, G, t, s)
+            g.mul_(CB[:, :, :, None])  # the cotangent of a_t - a_s
+        else:
+            du += (kept.weights.mT @ dy_heads).movedim(3, 4)
+            g = dy_heads @ u_heads.mT
+            dCB = (kept.decays * g).sum(3)
+            g.mul_(kept.weights)
         da += (-g.sum(-2) if use_y else g.sum(-1) - g.sum(-2)).transpose(-1, -2)
         dB += dCB.mT @ c.C
         dC += dCB @ c.B
-        del g, M, dy_heads, u_heads
+        del g, dy_heads, u_heads
 
         # a = cumsum(dt A), u = dt x
         d_dtA = da.flip(-2).cumsum(-2).flip(-2)

@@ -26,7 +26,7 @@ import torch
 from torch.profiler import record_function
 
 from pgf_kernels.backends import check_name, requested, triton_unavailable_reason
-from pgf_kernels.ssd.chunked import ssd_scan_chunked, ssd_scan_chunked_starts
+from pgf_kernels.ssd.chunked import ChunkWork, ssd_scan_chunked, ssd_scan_chunked_saving
 from pgf_kernels.ssd.chunked_vjp import ssd_scan_chunked_vjp
 from pgf_kernels.ssd.reference import ssd_scan_ref
 from pgf_kernels.ssd.shapes import work_dtype
@@ -84,6 +84,7 @@ class SsdResidual(NamedTuple):
     starts: torch.Tensor  # chunk-start states (b, n_chunks, H, P, N)
     chunk: int | None
     y: torch.Tensor | None = None  # the call's output ("cpu": its VJP reads part of da from it)
+    kept: ChunkWork | None = None  # "cpu" with keep_work: the chunked inputs, within-chunk decays and C·Bᵀ
 
 
 def ssd_scan_saving(
@@ -97,18 +98,21 @@ def ssd_scan_saving(
     *,
     backend: str | None = None,
     chunk: int | None = None,
+    keep_work: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, SsdResidual | None]:
     """`ssd_scan` without autograd, and its residual: what `ssd_scan_vjp` needs to pull cotangents
-    back through this call without running it again (the Triton kernels' chunk starts, 1/chunk of
-    the states, from the "cpu" and "triton" backends); None for "reference" (the VJP recomputes)."""
+    back through this call without running it again (the chunk starts, 1/chunk of the states, from
+    the "cpu" and "triton" backends); None for "reference" (the VJP recomputes). `keep_work`
+    ("cpu"): the residual also holds the chunked inputs, the within-chunk decays and C·Bᵀ, about
+    three times x's size, so that a VJP that follows at once does not form them again."""
     name = ssd_backend(x, backend)
     with torch.no_grad(), record_function("pgf_kernels::ssd_forward"):
         if name == "reference":
             y, h_last = ssd_scan_ref(x, dt, A, B, C, D, h0)
             return y, h_last, None
         if name == "cpu":
-            y, h_last, starts = ssd_scan_chunked_starts(x, dt, A, B, C, D, h0, chunk=chunk)
-            return y, h_last, SsdResidual(name, starts, chunk, y)
+            y, h_last, starts, kept = ssd_scan_chunked_saving(x, dt, A, B, C, D, h0, chunk, keep_work)
+            return y, h_last, SsdResidual(name, starts, chunk, y, kept)
         from pgf_kernels.ssd import triton
 
         y, h_last, starts = triton.ssd_forward(x, dt, A, B, C, D, h0, chunk=chunk)
@@ -165,7 +169,7 @@ def ssd_scan_vjp(
     if residual.backend == "cpu":
         with record_function("pgf_kernels::ssd_vjp"):
             return ssd_scan_chunked_vjp(x, dt, A, B, C, D, None, dy, dh_last, chunk=residual.chunk,
-                                        starts=residual.starts, y=residual.y)
+                                        starts=residual.starts, y=residual.y, kept=residual.kept)
     from pgf_kernels.ssd import triton
 
     with torch.no_grad(), record_function("pgf_kernels::ssd_vjp"):

@@ -194,7 +194,7 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
         D = None if D is None else D.detach()
         A = scan_in.A.detach()
         y_scan, _, scan_residual = ssd_scan_saving(scan_in.x, scan_in.dt, A, scan_in.B, scan_in.C, D,
-                                                   h0=state.ssm, backend=backend)
+                                                   h0=state.ssm, backend=backend, keep_work=True)
         after_in = [t.detach().requires_grad_(True) for t in (y_scan, scan_in.x, scan_in.z, scan_in.z0, scan_in.x0)]
         with torch.enable_grad():
             y = self._after_scan(*after_in)
