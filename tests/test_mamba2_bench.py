@@ -35,3 +35,26 @@ def test_the_model_bench_counts_the_shape_it_builds():
     D, E, N, H, P, T = 768, 1536, 128, 24, 64, mamba2_model.CHUNK
     per_call = 2 * D * (2 * E + 2 * N + H) + 2 * 4 * (E + 2 * N) + 2 * T * (N + H * P) + 6 * H * P * N + 2 * E * D
     assert mamba2_model.flops_per_position() == per_call * 4 * 24
+
+
+def test_pairs_alternate_the_engines_and_each_ratio_is_over_the_forward_just_before(tmp_path, monkeypatch):
+    import torch
+
+    from bench import throughput
+
+    seconds = iter([10.0, 27.0, 12.0, 30.0, 11.0, 36.0])  # forward, gradient, in turn
+    ran = []
+
+    def fake_case(spec, timeout):
+        ran.append((spec["engine"], spec["length"]))
+        return {**spec, "seconds": next(seconds), "peak_bytes": 1}
+
+    monkeypatch.setattr(throughput, "run_case", fake_case)
+    monkeypatch.setattr(throughput, "calibrate", lambda device: {"matmul_flop_per_s": 1e11})
+    monkeypatch.setattr(mamba2_model, "build_plantcad2_small", lambda: torch.nn.Linear(2, 2))
+    out = tmp_path / "model.json"
+    payload = mamba2_model.main(["--lengths", "64", "--autograd-lengths", "", "--pairs", "3", "--out", str(out)])
+    assert ran == [("forward", 64), ("gradient", 64)] * 3
+    assert [r["times_forward"] for r in payload["records"] if r["engine"] == "gradient"] == [2.7, 2.5, 3.27]
+    assert payload["gradient_over_forward"] == {"64": {"pairs": [2.7, 2.5, 3.27], "median": 2.7}}
+    assert json.loads(out.read_text()) == payload
