@@ -18,10 +18,10 @@ In the forward's two layouts every product is one batched matmul: the (T x T) on
 the reverse pass of the chunk-to-chunk state is sequential. Given the output y and the chunk
 starts of the saving forward (`ssd_scan_saving`), it runs no part of the forward again except
 the decays and C·Bᵀ, and not those when that forward kept them (keep_work, for a VJP that
-follows at once, as a Mamba-2 mixer's tile VJP does). Against autograd through the chunked forward (what `ssd_scan_vjp` ran for the "cpu"
-backend before), the scan's reverse pass alone is 1.4 to 1.8 times faster (`python -m
-bench.ssd_scan`, mode vjp-autograd); inside a Mamba-2 mixer's tile VJP the gain is a few percent
-(`python -m bench.mamba2_mixer`).
+follows at once, as a Mamba-2 mixer's tile VJP does). Against autograd through the chunked
+forward (what `ssd_scan_vjp` ran for the "cpu" backend before), the scan's reverse pass alone is
+1.4 to 1.8 times faster (`python -m bench.ssd_scan`, mode vjp-autograd); inside a Mamba-2
+mixer's tile VJP the gain is a few percent (`python -m bench.mamba2_mixer`).
 """
 
 from __future__ import annotations
