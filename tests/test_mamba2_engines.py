@@ -42,6 +42,45 @@ def test_random_test_mamba2_gradient_fp64(bidirectional, target, tile):
     assert relative(got.target_value, expected.target_value) <= 1e-10
 
 
+def _in_proj_calls(model, run) -> int:
+    """How many times `run()` calls an in_proj (the tied directions share one module)."""
+    calls = []
+    modules = {id(m): m for name, m in model.named_modules() if name.endswith("in_proj")}
+    handles = [m.register_forward_hook(lambda *_: calls.append(1)) for m in modules.values()]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return len(calls)
+
+
+def test_tied_directions_compute_and_keep_in_proj_once(bidirectional):
+    """A weight-tied BiMamba's second direction is its first's `twin` (same input, same in_proj):
+    the adjoint's forward pass computes and keeps in_proj's output once per tile for both (and
+    the reverse pass reads it back), giving the gradient computed without twins."""
+    layers = bidirectional.tiled_layers()
+    assert [scan.twin for scan in layers[0].scans] == [None, 0, None, 2]
+    x = onehot(163, seed=4)
+    readout = parse_target("loglik", bidirectional).readout([0])
+    engine = TiledEngine(tile=37)  # 5 tiles
+    results = {}
+    twinned = _in_proj_calls(bidirectional, lambda: results.setdefault("twins", engine.gradient(bidirectional, x, readout)))
+    bimambas = [m for m in bidirectional.modules() if type(m).__name__ == "BiMambaMixer"]
+    try:
+        for m in bimambas:
+            m.weight_tie = False  # the weights stay tied; only the scans stop naming twins
+        assert all(scan.twin is None for scan in bidirectional.tiled_layers()[0].scans)
+        alone = _in_proj_calls(bidirectional, lambda: results.setdefault("alone", engine.gradient(bidirectional, x, readout)))
+    finally:
+        for m in bimambas:
+            m.weight_tie = True
+    assert (twinned, alone) == (len(layers) * 2 * 5, len(layers) * 4 * 5)
+    assert relative(results["twins"].gradient, results["alone"].gradient) <= 1e-12
+    expected = AutogradEngine().gradient(bidirectional, x, readout)
+    assert relative(results["twins"].gradient, expected.gradient) <= 1e-10
+
+
 def test_api_gradients_engines_agree(bidirectional):
     x = onehot(90, seed=3)
     reference = pgf.gradients(bidirectional, x, engine="autograd")
@@ -90,8 +129,8 @@ def test_the_adjoint_pulls_back_through_the_mixers_vjp_without_rerunning_the_pro
                                                                                       monkeypatch):
     """Each Mamba-2 tile is pulled back by `Mamba2Mixer.tile_vjp`: out_proj runs once per tile and
     scan (in the forward pass), its pull-back is one matmul; in_proj too when every layer's output
-    of it is kept, else (slim residuals, with recompute segments) in_proj runs again in the
-    reverse pass; the gradient is autograd's either way."""
+    of it is kept (and then once for a scan and its tied twin), else (slim residuals, with
+    recompute segments) in_proj runs again in the reverse pass; the gradient is autograd's either way."""
     from pgf.models.mamba2 import Mamba2Mixer
 
     calls = {"in_proj": 0, "out_proj": 0, "tile_vjp": 0}
@@ -115,7 +154,7 @@ def test_the_adjoint_pulls_back_through_the_mixers_vjp_without_rerunning_the_pro
     per_layer = len(layers[0].scans) * -(-L // tile)
     visits = per_layer * len(layers)
     forward_runs = visits + per_layer * result.recomputed_layers
-    in_proj_runs = forward_runs if segment is None else forward_runs + visits
+    in_proj_runs = forward_runs // 2 if segment is None else forward_runs + visits
     assert (segment is None) == (result.recomputed_layers == 0)
     assert calls == {"in_proj": in_proj_runs, "out_proj": forward_runs, "tile_vjp": visits}
     assert relative(result.gradient, AutogradEngine().gradient(bidirectional, x, readout).gradient) <= 1e-10

@@ -4,7 +4,7 @@ Forward pass: the stream entering every layer is kept (L x width per layer; on
 host memory with offload), every scan's carried state at the start of every
 tile, and each scan tile's residual (the compiled kernels' chunk states, see
 `_ResidualRecorder`, and Mamba-2 mixers' in_proj outputs where every layer's
-fit, `_plan`); where that does not fit, only every few layers' inputs, the others
+fit, `_plan`, once for a scan and its tied `twin`); where that does not fit, only every few layers' inputs, the others
 run forward again in the reverse pass (`keep_plan`). Reverse pass, last layer first: the cotangent of the
 layer's output is pulled back through its pointwise parts tile by tile and
 through each scan tile by tile against the scan's direction (right to left for
@@ -25,7 +25,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from pgf.engine.base import GradientResult
 from pgf.engine.keep_plan import KeepPlan, bytes_held, memory_budget, plan_for
-from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer, slim_residual
+from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer, Twin, slim_residual
 from pgf.engine.streaming import layer_sweep
 from pgf.engine.tile_primitives import ProgressCounter, TileOutput, Tiles, frozen, map_tiles, sweep_order
 
@@ -186,17 +186,26 @@ class _ResidualRecorder:
     CPU and the Triton kernels both keep their chunk states, E N / chunk per position: an eighth to
     a half of the layer inputs' memory, which `keep_plan` counts), offloaded with the layer inputs."""
 
-    def __init__(self, scan: Scan, n_tiles: int, backend: Backend, store: Offload, slim: bool = False):
-        self.scan, self.reverse, self.n_tiles, self.backend, self.store = scan, scan.reverse, n_tiles, backend, store
-        self.slim = slim
+    def __init__(self, scan: Scan, tiles: Tiles, backend: Backend, store: Offload, slim: bool = False,
+                 twin: _ResidualRecorder | None = None):
+        """twin: the recorder of the scan's `twin` (already run over every tile), else None."""
+        self.scan, self.reverse, self.n_tiles, self.backend, self.store = scan, scan.reverse, len(tiles), backend, store
+        self.slim, self.twin = slim, twin
+        self.order = sweep_order(scan.reverse, tiles)
+        self.number = {span: number for number, span in enumerate(self.order)}
         self.residuals: list[object] = []
         self.arenas: list[torch.Tensor | None] | None = None
 
     def tile(self, x_tile: torch.Tensor, state: ScanState) -> tuple[torch.Tensor, ScanState]:
         """The scan's tile function, recording the tile's residual."""
-        out, new_state, residual = self.scan.tile_saving(x_tile, state, self.backend)
+        twin = None if self.twin is None else self.twin.twin_of(self, self.order[len(self.residuals)])
+        out, new_state, residual = self.scan.tile_saving(x_tile, state, self.backend, twin)
         self.residuals.append(self._in_arena(slim_residual(residual) if self.slim else residual))
         return out, new_state
+
+    def twin_of(self, other: _ResidualRecorder, span: tuple[int, int]) -> Twin:
+        """What this recorder kept of tile `span`, as the `Twin` of `other`'s scan."""
+        return Twin(self.residuals[self.number[span]], flipped=self.reverse != other.reverse)
 
     def _in_arena(self, residual: object) -> object:
         """The residual with its tensors copied into one buffer per part for all tiles (as the
@@ -228,7 +237,10 @@ def _layer_forward(layer: TiledLayer, x: torch.Tensor, tiles: Tiles, store: Offl
     `slim`: without what only saves recomputation)."""
     layer_starts: list[StartStates] = [{} for _ in layer.scans]
     saved: dict[int, tuple[torch.Tensor, ...]] = {}
-    saving = [_ResidualRecorder(scan, n_tiles=len(tiles), backend=backend, store=store, slim=slim) for scan in layer.scans]
+    saving: list[_ResidualRecorder] = []
+    for scan in layer.scans:
+        twin = None if scan.twin is None else saving[scan.twin]
+        saving.append(_ResidualRecorder(scan, tiles, backend=backend, store=store, slim=slim, twin=twin))
 
     def keep(number: int, index: int, span: tuple[int, int], state: ScanState) -> None:
         if index == 0:
@@ -281,7 +293,8 @@ def _layer_backward(
         del contributions
     for scan, scan_starts, scan_residuals, scan_cotangent in zip(layer.scans, layer_starts, layer_residuals,
                                                                   scan_cotangents):
-        _scan_backward(scan, x, scan_cotangent, scan_starts, scan_residuals, tiles, x_bar, counter, backend)
+        twin = None if scan.twin is None else (layer_residuals[scan.twin], layer.scans[scan.twin].reverse != scan.reverse)
+        _scan_backward(scan, x, scan_cotangent, scan_starts, scan_residuals, tiles, x_bar, counter, backend, twin)
     return x_bar
 
 
@@ -295,16 +308,19 @@ def _scan_backward(
     x_bar: torch.Tensor,
     counter: ProgressCounter,
     backend: Backend,
+    twin: tuple[Residuals, bool] | None = None,
 ) -> None:
     """Add the scan's pull-back to x_bar, visiting tiles against the scan's direction: through the
-    mixer's own VJP where the forward pass kept a residual, else by recomputing the tile under autograd."""
+    mixer's own VJP where the forward pass kept a residual, else by recomputing the tile under autograd.
+    `twin`: the residuals of the scan's `twin` and whether it reads tiles the other way over length."""
     state_bar = None
     for s, e in reversed(sweep_order(scan.reverse, tiles)):
         residual = scan_residuals.get((s, e))
         if residual is not None:
+            tile_twin = None if twin is None else Twin(twin[0][(s, e)], twin[1])
             with record_function("pgf::backward"):
                 tile_bar, state_bar = scan.tile_vjp(x[:, s:e], tuple(t.to(x.device) for t in scan_starts[(s, e)]),
-                                                    residual, cotangent[:, s:e], state_bar, backend)
+                                                    residual, cotangent[:, s:e], state_bar, backend, tile_twin)
             x_bar[:, s:e] += tile_bar
             counter.step()
             continue

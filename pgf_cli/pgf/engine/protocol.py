@@ -28,7 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 
@@ -66,6 +66,14 @@ class PositionReadout(Readout):
         return self
 
 
+class Twin(NamedTuple):
+    """What a scan's tied twin (`Scan.twin`) kept of the same tile: its mixer's residual, and
+    whether the twin read the tile the other way over length (one of the two is anti-causal)."""
+
+    residual: object
+    flipped: bool
+
+
 @runtime_checkable
 class Mixer(Protocol):
     """A causal sequence mixer as a tile function (a Mamba mixer, say): what a `Scan` calls.
@@ -78,29 +86,34 @@ class Mixer(Protocol):
     def forward_tile(self, u: torch.Tensor, state: ScanState, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
         """One tile (b, T, w) from the carried state -> (out (b, T, w), state after the tile)."""
 
-    def forward_tile_saving(self, u: torch.Tensor, state: ScanState,
-                            backend: Backend = None) -> tuple[torch.Tensor, ScanState, object | None]:
+    def forward_tile_saving(self, u: torch.Tensor, state: ScanState, backend: Backend = None,
+                            twin: Twin | None = None) -> tuple[torch.Tensor, ScanState, object | None]:
         """`forward_tile` without autograd, and a residual for `tile_vjp` (None: the adjoint
         recomputes the tile under autograd instead). A residual may also keep what only saves
         recomputation (a projection's output); its `slim()` then returns it without that part,
-        which the adjoint asks for when memory is short (`slim_residual`)."""
+        which the adjoint asks for when memory is short (`slim_residual`). `twin`: what a mixer
+        with the same input projection kept of the same input; a mixer may reuse it (and keep a
+        residual that refers to it rather than a copy) or ignore it."""
 
     def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
-                 state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
-        """(u_bar, state_bar before the tile) from a residual of `forward_tile_saving`."""
+                 state_bar: ScanState | None, backend: Backend = None,
+                 twin: Twin | None = None) -> tuple[torch.Tensor, ScanState]:
+        """(u_bar, state_bar before the tile) from a residual of `forward_tile_saving`, given the
+        same `twin` that call had."""
 
 
 class MixerDefaults:
     """The defaults of a `Mixer`'s optional methods: no residual, so never a `tile_vjp`."""
 
-    def forward_tile_saving(self, u: torch.Tensor, state: ScanState,
-                            backend: Backend = None) -> tuple[torch.Tensor, ScanState, object | None]:
+    def forward_tile_saving(self, u: torch.Tensor, state: ScanState, backend: Backend = None,
+                            twin: Twin | None = None) -> tuple[torch.Tensor, ScanState, object | None]:
         with torch.no_grad():
             out, new_state = self.forward_tile(u, state, backend)
         return out, new_state, None
 
     def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
-                 state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
+                 state_bar: ScanState | None, backend: Backend = None,
+                 twin: Twin | None = None) -> tuple[torch.Tensor, ScanState]:
         raise NotImplementedError(f"{type(self).__name__} keeps no residual; the adjoint recomputes its tiles")
 
 
@@ -122,6 +135,10 @@ class Scan:
     happening for anti-causal (`reverse`) scans. With `channels` (lo, hi) the contribution
     fills only those channels of the layer's output (the others are zero): sweeps add it into
     that slice instead of adding a zero-padded copy (`widened` gives the padded form).
+    `twin`: the index in its layer of an earlier scan with the same `prepare` whose mixer
+    shares this one's input projection (tied weights, as a weight-tied BiMamba's two
+    directions): the adjoint hands that scan's residual of each tile to this one's mixer
+    (`Twin`), which can reuse the projection instead of computing and keeping it again.
     """
 
     mixer: Mixer
@@ -129,6 +146,7 @@ class Scan:
     prepare: Pointwise = identity
     place: Pointwise = identity
     channels: tuple[int, int] | None = None
+    twin: int | None = None
 
     def widened(self, contribution: torch.Tensor, width: int) -> torch.Tensor:
         """The contribution over all `width` channels of the layer's output (zeros outside `channels`)."""
@@ -160,17 +178,20 @@ class Scan:
         """Contribution over the whole sequence, from the zero state."""
         return self.tile(x, self.zero_state(x.shape[0], x), backend)[0]
 
-    def tile_saving(self, x_tile: torch.Tensor, state: ScanState,
-                    backend: Backend = None) -> tuple[torch.Tensor, ScanState, object | None]:
-        """`tile`, and the mixer's residual for `tile_vjp` (None when its mixer keeps none)."""
-        out, new_state, residual = self.mixer.forward_tile_saving(self._mixer_input(x_tile), state, backend)
+    def tile_saving(self, x_tile: torch.Tensor, state: ScanState, backend: Backend = None,
+                    twin: Twin | None = None) -> tuple[torch.Tensor, ScanState, object | None]:
+        """`tile`, and the mixer's residual for `tile_vjp` (None when its mixer keeps none);
+        `twin`: the `twin` scan's residual of the same tile."""
+        out, new_state, residual = self.mixer.forward_tile_saving(self._mixer_input(x_tile), state, backend,
+                                                                  **_twin_argument(twin))
         return self._placed(out), tuple(new_state), residual
 
     def tile_vjp(self, x_tile: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
-                 state_bar: ScanState | None, backend: Backend = None) -> tuple[torch.Tensor, ScanState]:
+                 state_bar: ScanState | None, backend: Backend = None,
+                 twin: Twin | None = None) -> tuple[torch.Tensor, ScanState]:
         """(x_bar, state_bar before the tile) through the mixer's own VJP, from a residual of
-        `tile_saving`. `place` must be linear (pgf's are: identity, flips over channels) so that its
-        pull-back needs no value; the mixer's output must have its input's shape."""
+        `tile_saving` (and the same `twin`). `place` must be linear (pgf's are: identity, flips over
+        channels) so that its pull-back needs no value; the mixer's output must have its input's shape."""
         with torch.enable_grad():
             x = x_tile.detach().requires_grad_(True)
             u = self.prepare(x)
@@ -182,13 +203,19 @@ class Scan:
                 (mixer_bar,) = torch.autograd.grad(self.place(probe), probe, out_bar)
         if self.reverse:
             mixer_bar = mixer_bar.flip(1)
-        u_bar, state_bar_before = self.mixer.tile_vjp(u_in.detach(), state, residual, mixer_bar, state_bar, backend)
+        u_bar, state_bar_before = self.mixer.tile_vjp(u_in.detach(), state, residual, mixer_bar, state_bar, backend,
+                                                      **_twin_argument(twin))
         if self.reverse:
             u_bar = u_bar.flip(1)
         if u is x:
             return u_bar, tuple(state_bar_before)
         (x_bar,) = torch.autograd.grad(u, x, u_bar)
         return x_bar, tuple(state_bar_before)
+
+
+def _twin_argument(twin: Twin | None) -> dict[str, Twin]:
+    """The mixer call's `twin` keyword, only when there is one (mixers without twins need not take it)."""
+    return {} if twin is None else {"twin": twin}
 
 
 @dataclass(frozen=True)

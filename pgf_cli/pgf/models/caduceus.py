@@ -164,7 +164,9 @@ class CaduceusBlock(nn.Module):
         rc_prepare = lambda x: norm(halves(x)[1].flip(-1))  # noqa: E731
         scans.append(Scan(mixer.mamba_fwd, reverse=True, prepare=rc_prepare, place=place_rc, channels=(d, 2 * d)))
         if mixer.mamba_rev is not None:
-            scans.append(Scan(mixer.mamba_rev, reverse=False, prepare=rc_prepare, place=place_rc, channels=(d, 2 * d)))
+            twin = len(scans) - 1 if mixer.weight_tie else None  # tied in_proj over the same RC input
+            scans.append(Scan(mixer.mamba_rev, reverse=False, prepare=rc_prepare, place=place_rc, channels=(d, 2 * d),
+                              twin=twin))
         return TiledLayer(
             scans, skip=lambda x: self.to_residual(torch.cat(halves(x), dim=-1)), join=pair_combine(mixer, len(scans))
         )

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgf.engine.protocol import SUM, Backend, Combine, Mixer, MixerDefaults, Pointwise, Scan, identity
+from pgf.engine.protocol import SUM, Backend, Combine, Mixer, MixerDefaults, Pointwise, Scan, Twin, identity
 from pgf_kernels import causal_conv1d, selective_scan, selective_scan_saving, selective_scan_vjp
 
 
@@ -114,9 +114,11 @@ class MambaMixer(MixerDefaults, nn.Module):
         y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm, backend=backend)
         return self.out_proj(y.to(hidden.dtype)), MixerState(conv=conv_state, ssm=ssm_state)
 
-    def forward_tile_saving(self, hidden: torch.Tensor, state: MixerState, backend: Backend = None):
+    def forward_tile_saving(self, hidden: torch.Tensor, state: MixerState, backend: Backend = None,
+                            twin: Twin | None = None):
         """`forward_tile` (no autograd), and the residual `tile_vjp` needs to pull cotangents back
-        through this tile without running its scan again (None with the reference scan)."""
+        through this tile without running its scan again (None with the reference scan). Nothing
+        of a `twin`'s is reused: the residual keeps no projection."""
         state = MixerState(*state)
         with torch.no_grad():
             (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state, backend)
@@ -125,7 +127,8 @@ class MambaMixer(MixerDefaults, nn.Module):
         return out, MixerState(conv=conv_state, ssm=ssm_state), residual
 
     def tile_vjp(self, hidden: torch.Tensor, state: MixerState, residual, out_bar: torch.Tensor,
-                 state_bar: MixerState | None, backend: Backend = None) -> tuple[torch.Tensor, MixerState]:
+                 state_bar: MixerState | None, backend: Backend = None,
+                 twin: Twin | None = None) -> tuple[torch.Tensor, MixerState]:
         """(d/d hidden, d/d state) of <out_bar, out> + <state_bar, state after> for the tile that gave
         `residual`: the pointwise parts are recomputed under autograd, the scan is not (its adjoint
         kernel starts from the residual's chunk states); out = out_proj(y) is linear in y."""
@@ -192,11 +195,14 @@ class BiMambaMixer(nn.Module):
         }
 
     def scans(self, prepare: Pointwise = identity, place: Pointwise = identity,
-              channels: tuple[int, int] | None = None) -> list[Scan]:
-        """The causal forward scan, and the anti-causal reverse scan when there is one (`Scan` fields)."""
+              channels: tuple[int, int] | None = None, first: int = 0) -> list[Scan]:
+        """The causal forward scan, and the anti-causal reverse scan when there is one (`Scan`
+        fields), as scans `first` and `first + 1` of their layer (with tied weights the second is
+        the first's `twin`)."""
         scans = [Scan(self.mamba_fwd, reverse=False, prepare=prepare, place=place, channels=channels)]
         if self.mamba_rev is not None:
-            scans.append(Scan(self.mamba_rev, reverse=True, prepare=prepare, place=place, channels=channels))
+            scans.append(Scan(self.mamba_rev, reverse=True, prepare=prepare, place=place, channels=channels,
+                              twin=first if self.weight_tie else None))
         return scans
 
 

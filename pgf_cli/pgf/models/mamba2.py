@@ -15,8 +15,9 @@ everything else is differentiable torch. The adjoint pulls back through a tile w
 everything between in_proj and out_proj is recomputed within the tile (the SSD scan's chunk states
 are 2 to 8 times a layer input per position, too many to keep across the sweep), the scan by its
 saving forward and hand-written VJP, the rest under autograd; in_proj's output is kept when
-memory allows (`Mamba2Residual`; about 4.4 times the layer input), else in_proj runs again; the
-linear projections are pulled back by one matmul each.
+memory allows (`Mamba2Residual`; about 4.4 times the layer input), else in_proj runs again;
+two mixers sharing in_proj over the same input (a weight-tied BiMamba's directions) compute and
+keep it once (`Twin`); the linear projections are pulled back by one matmul each.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgf.engine.protocol import Backend, MixerDefaults
+from pgf.engine.protocol import Backend, MixerDefaults, Twin
 from pgf.models.mamba import MambaMixer
 from pgf_kernels import causal_conv1d, ssd_scan, ssd_scan_saving, ssd_scan_vjp
 
@@ -56,12 +57,24 @@ class _ScanInputs(NamedTuple):
 
 class Mamba2Residual(NamedTuple):
     """What a Mamba-2 tile keeps for its VJP: in_proj's output (b, T, d_in_proj), or None (slim:
-    in_proj runs again). Its scan is recomputed either way (see the module's docstring)."""
+    in_proj runs again; `from_twin`: the twin mixer's, see `twin_projection`). Its scan is
+    recomputed either way (see the module's docstring)."""
 
     projected: torch.Tensor | None = None
+    from_twin: bool = False
 
     def slim(self) -> Mamba2Residual:
         return Mamba2Residual()
+
+
+def twin_projection(twin: Twin | None, device: torch.device) -> torch.Tensor | None:
+    """in_proj's output for this tile read from a tied twin mixer's residual (flipped over length
+    when the twin read the tile the other way), or None when the twin kept none."""
+    residual = None if twin is None else twin.residual
+    if not isinstance(residual, Mamba2Residual) or residual.projected is None:
+        return None
+    projected = residual.projected.to(device)
+    return projected.flip(1) if twin.flipped else projected
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -168,27 +181,39 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
         y, new_state = self._between_projections(self.in_proj(u), Mamba2State(*state), backend)
         return self.out_proj(y), new_state
 
-    def forward_tile_saving(self, u: torch.Tensor, state: Mamba2State,
-                            backend: Backend = None) -> tuple[torch.Tensor, Mamba2State, Mamba2Residual]:
-        """`forward_tile` (no autograd), and the residual for `tile_vjp`: in_proj's output."""
+    def forward_tile_saving(self, u: torch.Tensor, state: Mamba2State, backend: Backend = None,
+                            twin: Twin | None = None) -> tuple[torch.Tensor, Mamba2State, Mamba2Residual]:
+        """`forward_tile` (no autograd), and the residual for `tile_vjp`: in_proj's output, or
+        (when a tied `twin` kept it for the same input) a reference to the twin's."""
         with torch.no_grad():
-            projected = self.in_proj(u)
+            projected = twin_projection(twin, u.device)
+            residual = Mamba2Residual(from_twin=True)
+            if projected is None:
+                projected = self.in_proj(u)
+                residual = Mamba2Residual(projected)
             y, new_state = self._between_projections(projected, Mamba2State(*state), backend)
-            return self.out_proj(y), new_state, Mamba2Residual(projected)
+            return self.out_proj(y), new_state, residual
 
     def tile_vjp(self, u: torch.Tensor, state: Mamba2State, residual: Mamba2Residual, out_bar: torch.Tensor,
-                 state_bar: Mamba2State | None, backend: Backend = None) -> tuple[torch.Tensor, Mamba2State]:
+                 state_bar: Mamba2State | None, backend: Backend = None,
+                 twin: Twin | None = None) -> tuple[torch.Tensor, Mamba2State]:
         """(d/d u, d/d state) of <out_bar, out> + <state_bar, state after> for one tile, in three
         pull-backs: the parts after the scan (gate, norm) under autograd, the scan by its own VJP
         (`ssd_scan_vjp`, from the chunk starts its saving forward keeps), the parts before it (conv,
-        softplus) under autograd from in_proj's kept output (or from in_proj run again, slim
-        residual); out_proj pulled back as out_bar · W_out, in_proj as its cotangent · W_in."""
+        softplus) under autograd from in_proj's kept output (its own, or its twin's: `from_twin`;
+        else in_proj runs again, slim residual); out_proj pulled back as out_bar · W_out, in_proj
+        as its cotangent · W_in."""
         state = Mamba2State(*state)
         state_bar = None if state_bar is None else Mamba2State(*state_bar)
-        kept = residual.projected is not None
+        projected = residual.projected.to(u.device) if residual.projected is not None else None
+        if residual.from_twin:
+            projected = twin_projection(twin, u.device)
+            if projected is None:
+                raise ValueError("this residual refers to its twin's in_proj output: pass the same twin as when it was made")
+        kept = projected is not None
         with torch.enable_grad():
             conv_before = state.conv.detach().requires_grad_(True)
-            leaf = (residual.projected.to(u.device) if kept else u).detach().requires_grad_(True)
+            leaf = (projected if kept else u).detach().requires_grad_(True)
             scan_in = self._scan_inputs(leaf if kept else self.in_proj(leaf), conv_before, backend)
         D = self._scan_D(scan_in.dt.dtype)
         D = None if D is None else D.detach()
