@@ -55,10 +55,16 @@ def _in_proj_calls(model, run) -> int:
     return len(calls)
 
 
-def test_tied_directions_compute_and_keep_in_proj_once(bidirectional):
+def test_tied_directions_compute_keep_and_pull_back_in_proj_once(bidirectional, monkeypatch):
     """A weight-tied BiMamba's second direction is its first's `twin` (same input, same in_proj):
-    the adjoint's forward pass computes and keeps in_proj's output once per tile for both (and
-    the reverse pass reads it back), giving the gradient computed without twins."""
+    the adjoint's forward pass computes and keeps in_proj's output once per tile for both (the
+    reverse pass reads it back), the reverse pass pulls both directions' cotangents back through
+    in_proj in one product per tile, and the gradient is the one computed without twins."""
+    from pgf.models.mamba2 import Mamba2Mixer
+
+    pullbacks = []
+    real = Mamba2Mixer._in_proj_vjp
+    monkeypatch.setattr(Mamba2Mixer, "_in_proj_vjp", lambda *a: pullbacks.append(1) or real(*a))
     layers = bidirectional.tiled_layers()
     assert [scan.twin for scan in layers[0].scans] == [None, 0, None, 2]
     x = onehot(163, seed=4)
@@ -66,6 +72,7 @@ def test_tied_directions_compute_and_keep_in_proj_once(bidirectional):
     engine = TiledEngine(tile=37)  # 5 tiles
     results = {}
     twinned = _in_proj_calls(bidirectional, lambda: results.setdefault("twins", engine.gradient(bidirectional, x, readout)))
+    twinned_pullbacks = len(pullbacks)
     bimambas = [m for m in bidirectional.modules() if type(m).__name__ == "BiMambaMixer"]
     try:
         for m in bimambas:
@@ -76,6 +83,7 @@ def test_tied_directions_compute_and_keep_in_proj_once(bidirectional):
         for m in bimambas:
             m.weight_tie = True
     assert (twinned, alone) == (len(layers) * 2 * 5, len(layers) * 4 * 5)
+    assert (twinned_pullbacks, len(pullbacks) - twinned_pullbacks) == (len(layers) * 2 * 5, len(layers) * 4 * 5)
     assert relative(results["twins"].gradient, results["alone"].gradient) <= 1e-12
     expected = AutogradEngine().gradient(bidirectional, x, readout)
     assert relative(results["twins"].gradient, expected.gradient) <= 1e-10

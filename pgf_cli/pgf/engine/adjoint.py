@@ -4,20 +4,24 @@ Forward pass: the stream entering every layer is kept (L x width per layer; on
 host memory with offload), every scan's carried state at the start of every
 tile, and each scan tile's residual (the compiled kernels' chunk states, see
 `_ResidualRecorder`, and Mamba-2 mixers' in_proj outputs where every layer's
-fit, `_plan`, once for a scan and its tied `twin`); where that does not fit, only every few layers' inputs, the others
-run forward again in the reverse pass (`keep_plan`). Reverse pass, last layer first: the cotangent of the
+fit, `_plan`, once for a scan and its tied `twin`); where that does not fit,
+only every few layers' inputs, the others run forward again in the reverse
+pass (`keep_plan`). Reverse pass, last layer first: the cotangent of the
 layer's output is pulled back through its pointwise parts tile by tile and
 through each scan tile by tile against the scan's direction (right to left for
 causal scans, left to right for anti-causal ones), one tile at a time from its
 saved start state, carrying the state's cotangent: through the mixer's own VJP
 from the residual (the scan is not run again), or by recomputing the tile under
-autograd. The result is the same function autograd computes, only reordered
-and recomputed.
+autograd. A scan and its tied `twin` pull back through their shared input
+projection in one product per tile (the first defers its part to the second).
+The result is the same function autograd computes, only reordered and
+recomputed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.profiler import record_function
@@ -25,7 +29,17 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from pgf.engine.base import GradientResult
 from pgf.engine.keep_plan import KeepPlan, bytes_held, memory_budget, plan_for
-from pgf.engine.protocol import Backend, Readout, Scan, ScanState, SweepModel, TiledLayer, Twin, slim_residual
+from pgf.engine.protocol import (
+    Backend,
+    ProjectionCotangent,
+    Readout,
+    Scan,
+    ScanState,
+    SweepModel,
+    TiledLayer,
+    Twin,
+    slim_residual,
+)
 from pgf.engine.streaming import layer_sweep
 from pgf.engine.tile_primitives import ProgressCounter, TileOutput, Tiles, frozen, map_tiles, sweep_order
 
@@ -291,11 +305,32 @@ def _layer_backward(
             for buffer, grad in zip(scan_cotangents, grads[1:]):
                 buffer[:, s:e] = grad
         del contributions
-    for scan, scan_starts, scan_residuals, scan_cotangent in zip(layer.scans, layer_starts, layer_residuals,
-                                                                  scan_cotangents):
-        twin = None if scan.twin is None else (layer_residuals[scan.twin], layer.scans[scan.twin].reverse != scan.reverse)
-        _scan_backward(scan, x, scan_cotangent, scan_starts, scan_residuals, tiles, x_bar, counter, backend, twin)
+    # a scan whose later twin has a residual for a tile defers that tile's pull-back through their
+    # shared input projection; the twin adds it to its own and pulls both through at once
+    deferred: dict[int, dict[tuple[int, int], torch.Tensor]] = {}
+    for number, (scan, scan_starts, scan_residuals, scan_cotangent) in enumerate(
+            zip(layer.scans, layer_starts, layer_residuals, scan_cotangents)):
+        later = [layer_residuals[k] for k, other in enumerate(layer.scans) if other.twin == number]
+        defer_to = later[0] if len(later) == 1 else None
+        twin = None
+        if scan.twin is not None:
+            twin = _TwinTiles(layer_residuals[scan.twin], layer.scans[scan.twin].reverse != scan.reverse,
+                              deferred.pop(scan.twin, {}))
+        deferred[number] = _scan_backward(scan, x, scan_cotangent, scan_starts, scan_residuals, tiles, x_bar, counter,
+                                          backend, twin, defer_to)
     return x_bar
+
+
+class _TwinTiles(NamedTuple):
+    """A scan's twin in the reverse pass: its residuals by tile, whether it reads tiles the other
+    way over length, and the projection cotangents it deferred by tile (taken as they are used)."""
+
+    residuals: Residuals
+    flipped: bool
+    deferred: dict[tuple[int, int], torch.Tensor]
+
+    def of(self, span: tuple[int, int]) -> Twin:
+        return Twin(self.residuals[span], self.flipped, self.deferred.pop(span, None))
 
 
 def _scan_backward(
@@ -308,20 +343,29 @@ def _scan_backward(
     x_bar: torch.Tensor,
     counter: ProgressCounter,
     backend: Backend,
-    twin: tuple[Residuals, bool] | None = None,
-) -> None:
+    twin: _TwinTiles | None = None,
+    defer_to: Residuals | None = None,
+) -> dict[tuple[int, int], torch.Tensor]:
     """Add the scan's pull-back to x_bar, visiting tiles against the scan's direction: through the
     mixer's own VJP where the forward pass kept a residual, else by recomputing the tile under autograd.
-    `twin`: the residuals of the scan's `twin` and whether it reads tiles the other way over length."""
+    `twin`: the scan's `twin`, if any; `defer_to`: the residuals of the later scan whose twin this is,
+    if any: where it has one, the mixer may defer a tile (returned: its projection cotangents by tile)."""
     state_bar = None
+    deferred: dict[tuple[int, int], torch.Tensor] = {}
     for s, e in reversed(sweep_order(scan.reverse, tiles)):
         residual = scan_residuals.get((s, e))
+        if twin is not None and residual is None and twin.deferred.get((s, e)) is not None:
+            raise RuntimeError("a twin deferred a tile that this scan cannot pull back through its mixer's VJP")
         if residual is not None:
-            tile_twin = None if twin is None else Twin(twin[0][(s, e)], twin[1])
+            defer = defer_to is not None and defer_to.get((s, e)) is not None
             with record_function("pgf::backward"):
                 tile_bar, state_bar = scan.tile_vjp(x[:, s:e], tuple(t.to(x.device) for t in scan_starts[(s, e)]),
-                                                    residual, cotangent[:, s:e], state_bar, backend, tile_twin)
-            x_bar[:, s:e] += tile_bar
+                                                    residual, cotangent[:, s:e], state_bar, backend,
+                                                    None if twin is None else twin.of((s, e)), defer)
+            if isinstance(tile_bar, ProjectionCotangent):
+                deferred[(s, e)] = tile_bar.value
+            else:
+                x_bar[:, s:e] += tile_bar
             counter.step()
             continue
         x_tile = x[:, s:e].detach().requires_grad_(True)
@@ -337,4 +381,4 @@ def _scan_backward(
         x_bar[:, s:e] += grads[0]
         state_bar = tuple(torch.zeros_like(t) if g is None else g for t, g in zip(state, grads[1:]))
         counter.step()
-
+    return deferred

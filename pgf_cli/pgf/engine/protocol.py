@@ -68,10 +68,20 @@ class PositionReadout(Readout):
 
 class Twin(NamedTuple):
     """What a scan's tied twin (`Scan.twin`) kept of the same tile: its mixer's residual, and
-    whether the twin read the tile the other way over length (one of the two is anti-causal)."""
+    whether the twin read the tile the other way over length (one of the two is anti-causal);
+    in the reverse pass also the twin's `ProjectionCotangent` of the tile, when it deferred it."""
 
     residual: object
     flipped: bool
+    deferred: torch.Tensor | None = None
+
+
+class ProjectionCotangent(NamedTuple):
+    """A mixer's pull-back of a tile stopped before its input projection (`tile_vjp(defer=True)`):
+    the cotangent of the projection's output (b, T, width), which the scan's twin adds to its own
+    before pulling both back through the shared projection in one product."""
+
+    value: torch.Tensor
 
 
 @runtime_checkable
@@ -96,10 +106,11 @@ class Mixer(Protocol):
         residual that refers to it rather than a copy) or ignore it."""
 
     def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
-                 state_bar: ScanState | None, backend: Backend = None,
-                 twin: Twin | None = None) -> tuple[torch.Tensor, ScanState]:
+                 state_bar: ScanState | None, backend: Backend = None, twin: Twin | None = None,
+                 defer: bool = False) -> tuple[torch.Tensor | ProjectionCotangent, ScanState]:
         """(u_bar, state_bar before the tile) from a residual of `forward_tile_saving`, given the
-        same `twin` that call had."""
+        same `twin` that call had (with the twin's deferred cotangent, if any, added in). `defer`
+        (asked only of a scan's twin): the mixer may return a `ProjectionCotangent` in u_bar's place."""
 
 
 class MixerDefaults:
@@ -112,8 +123,8 @@ class MixerDefaults:
         return out, new_state, None
 
     def tile_vjp(self, u: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
-                 state_bar: ScanState | None, backend: Backend = None,
-                 twin: Twin | None = None) -> tuple[torch.Tensor, ScanState]:
+                 state_bar: ScanState | None, backend: Backend = None, twin: Twin | None = None,
+                 defer: bool = False) -> tuple[torch.Tensor, ScanState]:
         raise NotImplementedError(f"{type(self).__name__} keeps no residual; the adjoint recomputes its tiles")
 
 
@@ -187,11 +198,13 @@ class Scan:
         return self._placed(out), tuple(new_state), residual
 
     def tile_vjp(self, x_tile: torch.Tensor, state: ScanState, residual: object, out_bar: torch.Tensor,
-                 state_bar: ScanState | None, backend: Backend = None,
-                 twin: Twin | None = None) -> tuple[torch.Tensor, ScanState]:
+                 state_bar: ScanState | None, backend: Backend = None, twin: Twin | None = None,
+                 defer: bool = False) -> tuple[torch.Tensor | ProjectionCotangent, ScanState]:
         """(x_bar, state_bar before the tile) through the mixer's own VJP, from a residual of
         `tile_saving` (and the same `twin`). `place` must be linear (pgf's are: identity, flips over
-        channels) so that its pull-back needs no value; the mixer's output must have its input's shape."""
+        channels) so that its pull-back needs no value; the mixer's output must have its input's shape.
+        `defer`: see `Mixer.tile_vjp`; a `ProjectionCotangent` is returned as the mixer gave it
+        (in its orientation), for the later scan whose twin this one is."""
         with torch.enable_grad():
             x = x_tile.detach().requires_grad_(True)
             u = self.prepare(x)
@@ -204,7 +217,9 @@ class Scan:
         if self.reverse:
             mixer_bar = mixer_bar.flip(1)
         u_bar, state_bar_before = self.mixer.tile_vjp(u_in.detach(), state, residual, mixer_bar, state_bar, backend,
-                                                      **_twin_argument(twin))
+                                                      **_twin_argument(twin), **({"defer": True} if defer else {}))
+        if isinstance(u_bar, ProjectionCotangent):
+            return u_bar, tuple(state_bar_before)
         if self.reverse:
             u_bar = u_bar.flip(1)
         if u is x:

@@ -127,11 +127,12 @@ class MambaMixer(MixerDefaults, nn.Module):
         return out, MixerState(conv=conv_state, ssm=ssm_state), residual
 
     def tile_vjp(self, hidden: torch.Tensor, state: MixerState, residual, out_bar: torch.Tensor,
-                 state_bar: MixerState | None, backend: Backend = None,
-                 twin: Twin | None = None) -> tuple[torch.Tensor, MixerState]:
+                 state_bar: MixerState | None, backend: Backend = None, twin: Twin | None = None,
+                 defer: bool = False) -> tuple[torch.Tensor, MixerState]:
         """(d/d hidden, d/d state) of <out_bar, out> + <state_bar, state after> for the tile that gave
         `residual`: the pointwise parts are recomputed under autograd, the scan is not (its adjoint
-        kernel starts from the residual's chunk states); out = out_proj(y) is linear in y."""
+        kernel starts from the residual's chunk states); out = out_proj(y) is linear in y. A `twin`
+        is not used and nothing is deferred (the residual keeps no projection)."""
         state = MixerState(*state)
         with torch.enable_grad():
             hidden = hidden.detach().requires_grad_(True)

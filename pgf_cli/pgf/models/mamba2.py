@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgf.engine.protocol import Backend, MixerDefaults, Twin
+from pgf.engine.protocol import Backend, MixerDefaults, ProjectionCotangent, Twin
 from pgf.models.mamba import MambaMixer
 from pgf_kernels import causal_conv1d, ssd_scan, ssd_scan_saving, ssd_scan_vjp
 
@@ -195,14 +195,16 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
             return self.out_proj(y), new_state, residual
 
     def tile_vjp(self, u: torch.Tensor, state: Mamba2State, residual: Mamba2Residual, out_bar: torch.Tensor,
-                 state_bar: Mamba2State | None, backend: Backend = None,
-                 twin: Twin | None = None) -> tuple[torch.Tensor, Mamba2State]:
+                 state_bar: Mamba2State | None, backend: Backend = None, twin: Twin | None = None,
+                 defer: bool = False) -> tuple[torch.Tensor | ProjectionCotangent, Mamba2State]:
         """(d/d u, d/d state) of <out_bar, out> + <state_bar, state after> for one tile, in three
         pull-backs: the parts after the scan (gate, norm) under autograd, the scan by its own VJP
         (`ssd_scan_vjp`, from the chunk starts its saving forward keeps), the parts before it (conv,
         softplus) under autograd from in_proj's kept output (its own, or its twin's: `from_twin`;
         else in_proj runs again, slim residual); out_proj pulled back as out_bar · W_out, in_proj
-        as its cotangent · W_in."""
+        as its cotangent · W_in, once for this tile and its twin's when the twin deferred its own
+        (`Twin.deferred`); with `defer` and in_proj's output kept, the cotangent is returned
+        before that product (`ProjectionCotangent`)."""
         state = Mamba2State(*state)
         state_bar = None if state_bar is None else Mamba2State(*state_bar)
         projected = residual.projected.to(u.device) if residual.projected is not None else None
@@ -239,10 +241,22 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
                                                  allow_unused=True)
         if leaf_bar is None:
             leaf_bar = torch.zeros_like(leaf)
-        if kept:
-            leaf_bar = (leaf_bar.to(self.in_proj.weight.dtype) @ self.in_proj.weight).to(u.dtype)
         conv_bar = torch.zeros_like(conv_before) if conv_bar is None else conv_bar
-        return leaf_bar, Mamba2State(conv=conv_bar, ssm=dh0.to(state.ssm.dtype))
+        state_bar_before = Mamba2State(conv=conv_bar, ssm=dh0.to(state.ssm.dtype))
+        twin_bar = None if twin is None or twin.deferred is None else twin.deferred.to(leaf_bar.dtype)
+        if twin_bar is not None and twin.flipped:
+            twin_bar = twin_bar.flip(1)
+        if not kept:  # leaf_bar is u's cotangent already
+            return leaf_bar if twin_bar is None else leaf_bar + self._in_proj_vjp(twin_bar, u.dtype), state_bar_before
+        if twin_bar is not None:
+            leaf_bar = leaf_bar + twin_bar
+        if defer:
+            return ProjectionCotangent(leaf_bar), state_bar_before
+        return self._in_proj_vjp(leaf_bar, u.dtype), state_bar_before
+
+    def _in_proj_vjp(self, projected_bar: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """u's cotangent from in_proj's output's: projected_bar · W_in (the bias has no say)."""
+        return (projected_bar.to(self.in_proj.weight.dtype) @ self.in_proj.weight).to(dtype)
 
     def _scan_D(self, work: torch.dtype) -> torch.Tensor | None:
         """The scan's skip weight per head (None when D is per channel: added after the scan)."""
