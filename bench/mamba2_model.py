@@ -11,7 +11,8 @@ gradient (pgf adjoint), autograd (plain autograd over the whole sequence; only a
 fits). Work per position per mixer call (multiply-add = 2): in_proj 2 D (2 E + 2 G N + H), conv
 2 K (E + 2 G N), SSD chunked 2 T (G N + H P) + 6 H P N, out_proj 2 E D; 4 mixer calls per layer
 (two directions x two strands). The flop fraction is that work (x 3 for a gradient) over the
-calibrated fp32 matmul rate and the seconds.
+calibrated fp32 matmul rate and the seconds; for a gradient the 3x is nominal (the tied
+directions share in_proj's output and pull-back, so the engine does less), an equivalent rate.
 
     python -m bench.mamba2_model [--lengths 8192] [--engines forward,gradient] [--autograd-lengths 1024]
                                  [--pairs 1] [--case-timeout 1800] [--out FILE]
