@@ -125,3 +125,42 @@ def test_triton_kernels_pull_back_without_rerunning_the_scans(monkeypatch):
     assert len(counts) == n_scans * -(-L // tile)
     truth = AutogradEngine("reference").gradient(model, x, readout).gradient
     assert float((got - truth).abs().max() / truth.abs().max()) < 1e-10
+
+
+@pytest.mark.parametrize("kind, twins", [("caduceus-ps", [None, 0, None, 2]), ("track-bi", [None, 0])])
+def test_tied_mamba1_directions_compute_keep_and_pull_back_in_proj_once(kind, twins, monkeypatch):
+    """A weight-tied Mamba-1 BiMamba's reverse scan is its forward scan's `twin`: with the compiled
+    kernels (residuals kept) the adjoint computes in_proj's output once per tile and pair in its
+    forward pass and never in its reverse pass, and pulls the pair back through in_proj in one
+    product per tile; the gradient is the one computed without twins, and autograd's."""
+    from pgf.models.mamba import MambaMixer
+
+    model = build(kind).double()
+    assert [scan.twin for scan in model.tiled_layers()[0].scans] == twins
+    projections, pullbacks = [], []
+    real_project, real_vjp = MambaMixer._project, MambaMixer._in_proj_vjp
+    monkeypatch.setattr(MambaMixer, "_project", lambda *a: projections.append(1) or real_project(*a))
+    monkeypatch.setattr(MambaMixer, "_in_proj_vjp", lambda *a: pullbacks.append(1) or real_vjp(*a))
+    x, readout = onehot(150, dtype=torch.float64), parse_target("sum", model).readout([0])
+    engine = TiledEngine(tile=32, backend="cpu")  # 5 tiles
+    n_layers, n_scans = len(model.tiled_layers()), len(twins)
+
+    def counted(run) -> tuple[torch.Tensor, int, int]:
+        projections.clear()
+        pullbacks.clear()
+        return run().gradient, len(projections), len(pullbacks)
+
+    twinned = counted(lambda: engine.gradient(model, x, readout))
+    bimambas = [m for m in model.modules() if type(m).__name__ == "BiMambaMixer"]
+    try:
+        for m in bimambas:
+            m.weight_tie = False  # the weights stay tied; only the scans stop naming twins
+        alone = counted(lambda: engine.gradient(model, x, readout))
+    finally:
+        for m in bimambas:
+            m.weight_tie = True
+    assert twinned[1:] == (n_layers * n_scans // 2 * 5, n_layers * n_scans // 2 * 5)
+    assert alone[1:] == (n_layers * n_scans * 5, n_layers * n_scans * 5)
+    assert float((twinned[0] - alone[0]).abs().max() / alone[0].abs().max()) <= 1e-12
+    truth = AutogradEngine("reference").gradient(model, x, readout).gradient
+    assert float((twinned[0] - truth).abs().max() / truth.abs().max()) <= 1e-10

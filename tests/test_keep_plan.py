@@ -96,21 +96,26 @@ def test_the_plan_is_chosen_from_the_memory_budget(monkeypatch):
     assert TiledEngine(tile=32).gradient(model, x, readout).recomputed_layers == 0
 
 
-def test_full_residuals_are_kept_only_when_every_layers_fit(monkeypatch):
-    """The mixers' residuals keep in_proj's output when every layer's fits the budget (once for a
-    scan and its tied twin); else every layer keeps slim residuals (in_proj runs again in the
-    reverse pass), and layers are recomputed only when even those do not fit; the gradient is
-    autograd's in each case."""
+@pytest.mark.parametrize("kind", ["caduceus-ps-mamba2", "caduceus-ps"])
+def test_full_residuals_are_kept_only_when_every_layers_fit(kind, monkeypatch):
+    """The mixers' residuals (Mamba-2 and Mamba-1) keep in_proj's output when every layer's fits
+    the budget (once for a scan and its tied twin); else every layer keeps slim residuals (in_proj
+    runs again in the reverse pass), and layers are recomputed only when even those do not fit;
+    the gradient is autograd's in each case."""
+    from pgf.models.mamba import MambaMixer
     from pgf.models.mamba2 import Mamba2Mixer
 
-    model = deep("caduceus-ps-mamba2")
+    model = deep(kind)
     x, tile = onehot(120, seed=4), 32
     readout = parse_target("loglik", model).readout([0])
     truth = AutogradEngine().gradient(model, x, readout).gradient
     per_layer = len(model.tiled_layers()[0].scans) * -(-120 // tile)
     runs = [0]
+    # Mamba-2 runs in_proj as a module, Mamba-1 as two products in `_project`
     hooks = [m.in_proj.register_forward_hook(lambda *_: runs.__setitem__(0, runs[0] + 1))
              for m in {id(m.in_proj): m for m in model.modules() if isinstance(m, Mamba2Mixer)}.values()]
+    real_project = MambaMixer._project
+    monkeypatch.setattr(MambaMixer, "_project", lambda *a: runs.__setitem__(0, runs[0] + 1) or real_project(*a))
     measured = []
     real_bytes_held = adjoint.bytes_held
     monkeypatch.setattr(adjoint, "bytes_held", lambda *a: measured.append(real_bytes_held(*a)) or measured[-1])

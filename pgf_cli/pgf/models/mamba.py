@@ -13,7 +13,10 @@ Parameter names follow the mamba_ssm `Mamba` module (in_proj, conv1d, x_proj,
 dt_proj, A_log, D, out_proj) so published state dicts map one to one. The
 causal conv + SiLU and the selective scan go through `pgf_kernels.causal_conv1d` and
 `pgf_kernels.selective_scan` (compiled kernels or the PyTorch references: the
-`backend` the engine passes to each tile call chooses).
+`backend` the engine passes to each tile call chooses). For the adjoint, a tile
+keeps its scan's chunk starts and, when memory allows, in_proj's output
+(`MambaResidual`); a weight-tied BiMamba's two directions keep that output once
+and pull back through in_proj in one product (`Twin`).
 
 `BiMambaMixer` wraps any `Mixer` (Mamba-1 here; a Mamba-2 mixer plugs in the same
 way) into a causal and an anti-causal scan joined by a typed `Combine`.
@@ -29,8 +32,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgf.engine.protocol import SUM, Backend, Combine, Mixer, MixerDefaults, Pointwise, Scan, Twin, identity
-from pgf_kernels import causal_conv1d, selective_scan, selective_scan_saving, selective_scan_vjp
+from pgf.engine.protocol import (
+    SUM,
+    Backend,
+    Combine,
+    Mixer,
+    MixerDefaults,
+    Pointwise,
+    ProjectionCotangent,
+    Scan,
+    Twin,
+    identity,
+)
+from pgf_kernels import ScanResidual, causal_conv1d, selective_scan, selective_scan_saving, selective_scan_vjp
 
 
 class MixerState(NamedTuple):
@@ -38,6 +52,30 @@ class MixerState(NamedTuple):
 
     conv: torch.Tensor  # (b, E, d_conv - 1): the last conv inputs before the tile
     ssm: torch.Tensor  # (b, E, N): the scan state, fp32 (or fp64)
+
+
+class MambaResidual(NamedTuple):
+    """What a Mamba-1 tile keeps for its VJP: the scan's chunk-start states, and in_proj's output
+    (x before the conv and the gate z, (b, T, E) each), or None (slim: in_proj runs again;
+    `from_twin`: the tied twin mixer's, see `twin_projection`)."""
+
+    scan: ScanResidual
+    x: torch.Tensor | None = None
+    z: torch.Tensor | None = None
+    from_twin: bool = False
+
+    def slim(self) -> MambaResidual:
+        return MambaResidual(self.scan)
+
+
+def twin_projection(twin: Twin | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """in_proj's output (x, z) for this tile read from a tied twin mixer's residual (flipped over
+    length when the twin read the tile the other way), or None when the twin kept none."""
+    residual = None if twin is None else twin.residual
+    if not isinstance(residual, MambaResidual) or residual.x is None:
+        return None
+    x, z = residual.x.to(device), residual.z.to(device)
+    return (x.flip(1), z.flip(1)) if twin.flipped else (x, z)
 
 
 class MambaMixer(MixerDefaults, nn.Module):
@@ -88,19 +126,24 @@ class MambaMixer(MixerDefaults, nn.Module):
             ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=state_dtype, device=like.device),
         )
 
-    def _scan_inputs(self, hidden: torch.Tensor, state: MixerState, backend: Backend):
-        """The tile's pointwise part: (x, delta, A, B, C, z) for the scan, and the conv state after it."""
-        # in_proj as two products, so x and z come out contiguous (the conv and scan kernels would
-        # otherwise copy each half of one (b, T, 2E) output)
+    def _project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """in_proj's output for a tile: the conv's input x and the gate z, (b, T, E) each."""
+        # two products, so x and z come out contiguous (the conv and scan kernels would otherwise
+        # copy each half of one (b, T, 2E) output)
         weight, bias = self.in_proj.weight, self.in_proj.bias
         E = self.d_inner
         x = F.linear(hidden, weight[:E], None if bias is None else bias[:E])
         z = F.linear(hidden, weight[E:], None if bias is None else bias[E:])
+        return x, z
+
+    def _scan_inputs(self, x: torch.Tensor, z: torch.Tensor, conv_tail: torch.Tensor, backend: Backend):
+        """From in_proj's output (x, z) and the carried conv tail to (x, delta, A, B, C, z) for the
+        scan, and the conv state after the tile."""
         # the conv state after the tile: its last K-1 inputs (a copy, not a view: a saved state
         # must not keep the whole tile alive)
-        recent = torch.cat([state.conv.to(x.dtype), x[:, max(0, x.shape[1] - (self.d_conv - 1)) :].transpose(1, 2)], dim=2)
+        recent = torch.cat([conv_tail.to(x.dtype), x[:, max(0, x.shape[1] - (self.d_conv - 1)) :].transpose(1, 2)], dim=2)
         conv_state = recent[..., recent.shape[2] - (self.d_conv - 1) :].clone()
-        x = causal_conv1d(x, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)  # silu(conv)
+        x = causal_conv1d(x, conv_tail, self.conv1d.weight.squeeze(1), self.conv1d.bias, backend=backend)  # silu(conv)
         dt_low, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt_low))
         A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))
@@ -110,44 +153,89 @@ class MambaMixer(MixerDefaults, nn.Module):
                      backend: Backend = None) -> tuple[torch.Tensor, MixerState]:
         """One tile (b, T, d_model) from the carried state -> (out (b, T, d_model), state after the tile)."""
         state = MixerState(*state)
-        (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state, backend)
+        (x, delta, A, B, C, z), conv_state = self._scan_inputs(*self._project(hidden), state.conv, backend)
         y, ssm_state = selective_scan(x, delta, A, B, C, self.D, z, h0=state.ssm, backend=backend)
         return self.out_proj(y.to(hidden.dtype)), MixerState(conv=conv_state, ssm=ssm_state)
 
     def forward_tile_saving(self, hidden: torch.Tensor, state: MixerState, backend: Backend = None,
-                            twin: Twin | None = None):
+                            twin: Twin | None = None) -> tuple[torch.Tensor, MixerState, MambaResidual | None]:
         """`forward_tile` (no autograd), and the residual `tile_vjp` needs to pull cotangents back
-        through this tile without running its scan again (None with the reference scan). Nothing
-        of a `twin`'s is reused: the residual keeps no projection."""
+        through this tile without running its scan again: the scan's chunk starts and in_proj's
+        output, or (when a tied `twin` kept it for the same input) a reference to the twin's.
+        None with the reference scan (the adjoint recomputes the tile instead)."""
         state = MixerState(*state)
         with torch.no_grad():
-            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, state, backend)
-            y, ssm_state, residual = selective_scan_saving(x, delta, A, B, C, self.D, z, h0=state.ssm, backend=backend)
+            projection = twin_projection(twin, hidden.device)
+            kept = projection is None
+            if kept:
+                projection = self._project(hidden)
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(*projection, state.conv, backend)
+            y, ssm_state, scan_residual = selective_scan_saving(x, delta, A, B, C, self.D, z, h0=state.ssm,
+                                                                backend=backend)
             out = self.out_proj(y.to(hidden.dtype))
+        residual = None
+        if scan_residual is not None:
+            residual = MambaResidual(scan_residual, *projection) if kept else MambaResidual(scan_residual, from_twin=True)
         return out, MixerState(conv=conv_state, ssm=ssm_state), residual
 
-    def tile_vjp(self, hidden: torch.Tensor, state: MixerState, residual, out_bar: torch.Tensor,
+    def tile_vjp(self, hidden: torch.Tensor, state: MixerState, residual: MambaResidual, out_bar: torch.Tensor,
                  state_bar: MixerState | None, backend: Backend = None, twin: Twin | None = None,
-                 defer: bool = False) -> tuple[torch.Tensor, MixerState]:
+                 defer: bool = False) -> tuple[torch.Tensor | ProjectionCotangent, MixerState]:
         """(d/d hidden, d/d state) of <out_bar, out> + <state_bar, state after> for the tile that gave
-        `residual`: the pointwise parts are recomputed under autograd, the scan is not (its adjoint
-        kernel starts from the residual's chunk states); out = out_proj(y) is linear in y. A `twin`
-        is not used and nothing is deferred (the residual keeps no projection)."""
+        `residual`: the parts between in_proj and the scan are recomputed under autograd from
+        in_proj's kept output (its own, or its twin's: `from_twin`; else in_proj runs again, slim
+        residual), the scan is not (its adjoint kernel starts from the residual's chunk states);
+        out_proj is pulled back as out_bar · W_out, in_proj as its cotangent · W_in, once for this
+        tile and its twin's when the twin deferred its own (`Twin.deferred`); with `defer` and
+        in_proj's output kept, the cotangent is returned before that product (`ProjectionCotangent`)."""
         state = MixerState(*state)
+        projection = (residual.x, residual.z) if residual.x is not None else None
+        if residual.from_twin:
+            projection = twin_projection(twin, hidden.device)
+            if projection is None:
+                raise ValueError("this residual refers to its twin's in_proj output: pass the same twin as when it was made")
+        kept = projection is not None
         with torch.enable_grad():
-            hidden = hidden.detach().requires_grad_(True)
             conv_in = state.conv.detach().requires_grad_(True)
-            (x, delta, A, B, C, z), conv_state = self._scan_inputs(hidden, MixerState(conv_in, state.ssm), backend)
+            if kept:
+                leaf = projection[0].to(hidden.device).detach().requires_grad_(True)
+                projected = (leaf, projection[1].to(hidden.device))
+            else:
+                leaf = hidden.detach().requires_grad_(True)
+                projected = self._project(leaf)
+            (x, delta, A, B, C, z), conv_state = self._scan_inputs(*projected, conv_in, backend)
         dy = (out_bar.to(self.out_proj.weight.dtype) @ self.out_proj.weight).to(x.dtype)
         ssm_bar = None if state_bar is None else MixerState(*state_bar).ssm
-        dx, ddelta, dB, dC, dz, dh0 = selective_scan_vjp(residual, x.detach(), delta.detach(), A, B.detach(),
+        dx, ddelta, dB, dC, dz, dh0 = selective_scan_vjp(residual.scan, x.detach(), delta.detach(), A, B.detach(),
                                                          C.detach(), self.D, z.detach(), dy, ssm_bar)
-        outputs, grads = [x, delta, B, C, z], [dx, ddelta, dB, dC, dz]
+        outputs, grads = [x, delta, B, C], [dx, ddelta, dB, dC]
+        if not kept:  # z is in_proj's output here, so its cotangent goes back through autograd
+            outputs.append(z)
+            grads.append(dz)
         if state_bar is not None:
             outputs.append(conv_state)
             grads.append(MixerState(*state_bar).conv)
-        hidden_bar, conv_bar = torch.autograd.grad(outputs, [hidden, conv_in], grads, allow_unused=True)
-        return hidden_bar, MixerState(conv=torch.zeros_like(conv_in) if conv_bar is None else conv_bar, ssm=dh0)
+        leaf_bar, conv_bar = torch.autograd.grad(outputs, [leaf, conv_in], grads, allow_unused=True)
+        if leaf_bar is None:
+            leaf_bar = torch.zeros_like(leaf)
+        state_bar_before = MixerState(conv=torch.zeros_like(conv_in) if conv_bar is None else conv_bar, ssm=dh0)
+        twin_bar = None if twin is None or twin.deferred is None else twin.deferred
+        if twin_bar is not None and twin.flipped:
+            twin_bar = twin_bar.flip(1)
+        if not kept:  # leaf_bar is hidden's cotangent already
+            if twin_bar is not None:
+                leaf_bar = leaf_bar + self._in_proj_vjp(twin_bar, hidden.dtype)
+            return leaf_bar, state_bar_before
+        projected_bar = torch.cat([leaf_bar, dz.to(leaf_bar.dtype)], dim=-1)
+        if twin_bar is not None:
+            projected_bar = projected_bar + twin_bar.to(projected_bar.dtype)
+        if defer:
+            return ProjectionCotangent(projected_bar), state_bar_before
+        return self._in_proj_vjp(projected_bar, hidden.dtype), state_bar_before
+
+    def _in_proj_vjp(self, projected_bar: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """hidden's cotangent from in_proj's output's (x's then z's, (b, T, 2E)): projected_bar · W_in."""
+        return (projected_bar.to(self.in_proj.weight.dtype) @ self.in_proj.weight).to(dtype)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Whole sequence (b, L, d_model) from the zero state."""
