@@ -32,13 +32,15 @@ def test_default_is_auto_which_means_the_compiled_kernels_on_cpu():
 
 
 def test_triton_kernels_through_the_cli_agree_with_autograd(genome, monkeypatch):
-    # compiled on CUDA; interpreted on CPU otherwise (tests/conftest.py sets TRITON_INTERPRET=1 without CUDA)
+    # compiled on CUDA; interpreted on CPU otherwise (tests/conftest.py sets TRITON_INTERPRET=1 without CUDA).
+    # Two tiles (the second part-filled): what is checked here is that the CLI hands the kernels to the
+    # engine; the kernels inside the engines, tile by tile, are tests/test_kernels_scan.py's
     device = "cuda" if torch.cuda.is_available() else "cpu"
     calls = []
     real = scan_triton.scan_forward
     monkeypatch.setattr(scan_triton, "scan_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = invoke("check", genome, "--region", "chr1:1-70", "--model", "random-test", "--kernels", "triton",
-                    "--length", "70", "--tile", "32", "--dtype", "float64", "--device", device)
+                    "--length", "20", "--tile", "16", "--dtype", "float64", "--device", device)
     assert result.exit_code == 0, result.output
     assert "OK: the engines agree" in result.stdout
     assert calls  # the engines were given the Triton kernels (before, `pgf check` ran the default ones)
