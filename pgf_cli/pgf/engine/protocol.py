@@ -75,6 +75,14 @@ class Twin(NamedTuple):
     flipped: bool
     deferred: torch.Tensor | None = None
 
+    def oriented(self, t: torch.Tensor) -> torch.Tensor:
+        """A tensor (b, T, ...) of the twin's tile, in this scan's orientation over length."""
+        return t.flip(1) if self.flipped else t
+
+    def deferred_cotangent(self) -> torch.Tensor | None:
+        """The twin's deferred projection cotangent in this scan's orientation, or None."""
+        return None if self.deferred is None else self.oriented(self.deferred)
+
 
 class ProjectionCotangent(NamedTuple):
     """A mixer's pull-back of a tile stopped before its input projection (`tile_vjp(defer=True)`):

@@ -74,8 +74,7 @@ def twin_projection(twin: Twin | None, device: torch.device) -> tuple[torch.Tens
     residual = None if twin is None else twin.residual
     if not isinstance(residual, MambaResidual) or residual.x is None:
         return None
-    x, z = residual.x.to(device), residual.z.to(device)
-    return (x.flip(1), z.flip(1)) if twin.flipped else (x, z)
+    return twin.oriented(residual.x.to(device)), twin.oriented(residual.z.to(device))
 
 
 class MambaMixer(MixerDefaults, nn.Module):
@@ -219,9 +218,7 @@ class MambaMixer(MixerDefaults, nn.Module):
         if leaf_bar is None:
             leaf_bar = torch.zeros_like(leaf)
         state_bar_before = MixerState(conv=torch.zeros_like(conv_in) if conv_bar is None else conv_bar, ssm=dh0)
-        twin_bar = None if twin is None or twin.deferred is None else twin.deferred
-        if twin_bar is not None and twin.flipped:
-            twin_bar = twin_bar.flip(1)
+        twin_bar = None if twin is None else twin.deferred_cotangent()
         if not kept:  # leaf_bar is hidden's cotangent already
             if twin_bar is not None:
                 leaf_bar = leaf_bar + self._in_proj_vjp(twin_bar, hidden.dtype)

@@ -73,8 +73,7 @@ def twin_projection(twin: Twin | None, device: torch.device) -> torch.Tensor | N
     residual = None if twin is None else twin.residual
     if not isinstance(residual, Mamba2Residual) or residual.projected is None:
         return None
-    projected = residual.projected.to(device)
-    return projected.flip(1) if twin.flipped else projected
+    return twin.oriented(residual.projected.to(device))
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -243,9 +242,8 @@ class Mamba2Mixer(MixerDefaults, nn.Module):
             leaf_bar = torch.zeros_like(leaf)
         conv_bar = torch.zeros_like(conv_before) if conv_bar is None else conv_bar
         state_bar_before = Mamba2State(conv=conv_bar, ssm=dh0.to(state.ssm.dtype))
-        twin_bar = None if twin is None or twin.deferred is None else twin.deferred.to(leaf_bar.dtype)
-        if twin_bar is not None and twin.flipped:
-            twin_bar = twin_bar.flip(1)
+        twin_bar = None if twin is None else twin.deferred_cotangent()
+        twin_bar = None if twin_bar is None else twin_bar.to(leaf_bar.dtype)
         if not kept:  # leaf_bar is u's cotangent already
             return leaf_bar if twin_bar is None else leaf_bar + self._in_proj_vjp(twin_bar, u.dtype), state_bar_before
         if twin_bar is not None:
